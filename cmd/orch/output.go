@@ -1,0 +1,222 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/orch-dev/orch/engine"
+)
+
+// renderer prints a run's events: JSON Lines with --json; otherwise plain
+// lines, with a live progress line on a terminal. It ends with the recap.
+type renderer struct {
+	w       io.Writer
+	json    *json.Encoder
+	verbose bool
+	diff    bool
+	tty     bool
+
+	mu       sync.Mutex
+	recap    map[string]*recapLine
+	order    []string
+	role     string
+	total    int
+	finished int
+	live     bool // a progress line is on screen
+	lastDraw time.Time
+}
+
+type recapLine struct{ ok, changed, failed, unreachable int }
+
+func newRenderer(w io.Writer, asJSON, verbose, diff bool) *renderer {
+	r := &renderer{w: w, verbose: verbose, diff: diff, recap: map[string]*recapLine{}}
+	if asJSON {
+		r.json = json.NewEncoder(w)
+	} else if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		r.tty = true
+	}
+	return r
+}
+
+func (r *renderer) host(name string) *recapLine {
+	l := r.recap[name]
+	if l == nil {
+		l = &recapLine{}
+		r.recap[name] = l
+		r.order = append(r.order, name)
+	}
+	return l
+}
+
+func (r *renderer) event(e engine.Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch e.Event {
+	case "task":
+		l := r.host(e.Host)
+		switch e.Status {
+		case "ok":
+			l.ok++
+		case "changed":
+			l.ok++
+			l.changed++
+		case "failed":
+			l.failed++
+		}
+	case "host_done":
+		if e.Status == "unreachable" {
+			r.host(e.Host).unreachable++
+		} else {
+			r.host(e.Host)
+		}
+		r.finished++
+	case "apply_start":
+		r.role, r.total, r.finished = e.Role, e.Count, 0
+	}
+	if r.json != nil {
+		r.json.Encode(e)
+		return
+	}
+	if line := r.format(e); line != "" {
+		r.clearLive()
+		fmt.Fprintln(r.w, line)
+	}
+	r.drawLive(e.Event == "host_done")
+}
+
+// format renders one event as plain text, or "" for events not worth a line.
+func (r *renderer) format(e engine.Event) string {
+	switch e.Event {
+	case "run_start":
+		mode := ""
+		if e.Check {
+			mode = " (check mode: nothing will change)"
+		}
+		return fmt.Sprintf("run %s: %s%s", e.RunID, e.Plan, mode)
+	case "apply_start":
+		return fmt.Sprintf("apply %s on %d host%s", e.Role, e.Count, plural(e.Count))
+	case "task":
+		if e.Status == "ok" && !r.verbose {
+			return ""
+		}
+		line := fmt.Sprintf("  %s: %-7s %s", e.Host, e.Status, e.Task)
+		if e.Msg != "" && e.Status != "failed" {
+			line += ": " + e.Msg
+		}
+		if e.Status == "failed" {
+			line += "\n    " + e.Msg
+			if out := strings.TrimSpace(e.Output); out != "" {
+				line += "\n    " + strings.ReplaceAll(out, "\n", "\n    ")
+			}
+		}
+		if e.Diff != "" {
+			line += "\n" + indent(e.Diff, "    ")
+		}
+		return line
+	case "host_done":
+		switch e.Status {
+		case "unreachable":
+			return fmt.Sprintf("  %s: UNREACHABLE %s", e.Host, e.Msg)
+		case "failed":
+			return fmt.Sprintf("  %s: failed", e.Host)
+		}
+		if r.verbose {
+			return fmt.Sprintf("  %s: %s (%d tasks, %d changed, %d exchanges)", e.Host, e.Status, e.Tasks, e.TasksChanged, e.Exchanges)
+		}
+	case "step":
+		line := fmt.Sprintf("step %s: %s", e.Step, e.Status)
+		if e.Msg != "" {
+			line += ": " + e.Msg
+		}
+		return line
+	case "print":
+		if e.Host != "" {
+			return fmt.Sprintf("  %s: %s", e.Host, e.Msg)
+		}
+		return e.Msg
+	case "warning":
+		return "warning: " + e.Msg
+	}
+	return ""
+}
+
+// drawLive repaints the progress line on a terminal, at most 20 times a second.
+func (r *renderer) drawLive(force bool) {
+	if !r.tty || r.total == 0 {
+		return
+	}
+	if !force && time.Since(r.lastDraw) < 50*time.Millisecond {
+		return
+	}
+	r.lastDraw = time.Now()
+	r.clearLive()
+	if r.finished >= r.total {
+		return
+	}
+	changed, failed := 0, 0
+	for _, l := range r.recap {
+		if l.changed > 0 {
+			changed++
+		}
+		if l.failed > 0 || l.unreachable > 0 {
+			failed++
+		}
+	}
+	fmt.Fprintf(r.w, "\x1b[2m… %s: %d/%d hosts done, %d changed, %d failed\x1b[0m", r.role, r.finished, r.total, changed, failed)
+	r.live = true
+}
+
+func (r *renderer) clearLive() {
+	if r.live {
+		fmt.Fprint(r.w, "\r\x1b[K")
+		r.live = false
+	}
+}
+
+// close prints the summary and the per-host recap (human output), or
+// nothing more (JSON: the summary event was the last line).
+func (r *renderer) close(rep *engine.Report) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.json != nil || rep == nil {
+		return
+	}
+	r.clearLive()
+	s := rep.Summary
+	if s.Hosts == 0 && rep.RunID == "" {
+		return
+	}
+	fmt.Fprintf(r.w, "\nhosts=%d ok=%d changed=%d failed=%d unreachable=%d tasks_changed=%d exchanges=%d in %s\n",
+		s.Hosts, s.OK, s.Changed, s.Failed, s.Unreachable, s.TasksChanged, s.Exchanges,
+		(time.Duration(s.DurationMS) * time.Millisecond).String())
+	names := append([]string(nil), r.order...)
+	sort.Strings(names)
+	for _, n := range names {
+		l := r.recap[n]
+		line := fmt.Sprintf("%s ok=%d changed=%d failed=%d", n, l.ok, l.changed, l.failed)
+		if l.unreachable > 0 {
+			line += " unreachable=1"
+		}
+		fmt.Fprintln(r.w, line)
+	}
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+func indent(s, prefix string) string {
+	s = strings.TrimRight(s, "\n")
+	return prefix + strings.ReplaceAll(s, "\n", "\n"+prefix)
+}

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/orch-dev/orch/engine"
+	"github.com/orch-dev/orch/inventory"
+	"github.com/orch-dev/orch/plans"
+)
+
+// runFlags are the flags of `orch run` and `orch resume`.
+type runFlags struct {
+	inventories  listFlag
+	extra        listFlag
+	knownHosts   listFlag
+	check, diff  bool
+	limit        string
+	forks        int
+	json         bool
+	lab          bool
+	verbose      bool
+	hostKeyCheck string
+	timeout      time.Duration
+}
+
+func (c *cli) run(ctx context.Context, args []string) (int, error) {
+	var f runFlags
+	fs := newFlagSet("run", c.stderr)
+	fs.Var(&f.inventories, "i", "inventory file or directory (repeatable); default: inventory.{star,yaml,yml,ini} or hosts in the working directory, else localhost")
+	fs.Var(&f.extra, "e", "K=V passed to the plan as ctx.args (repeatable)")
+	fs.Var(&f.knownHosts, "known-hosts", "known_hosts file (repeatable); default ~/.ssh/known_hosts")
+	fs.BoolVar(&f.check, "check", false, "change nothing; report what would change")
+	fs.BoolVar(&f.diff, "diff", false, "show what changes in each file")
+	fs.StringVar(&f.limit, "limit", "", "restrict every apply to hosts matching `PATTERN`")
+	fs.IntVar(&f.forks, "forks", 0, "hosts worked on at once (default: all, up to 100)")
+	fs.BoolVar(&f.json, "json", false, "print JSON Lines events on stdout")
+	fs.BoolVar(&f.lab, "lab", false, "run against the local lab, starting it if needed")
+	fs.BoolVar(&f.verbose, "v", false, "show unchanged tasks too")
+	fs.StringVar(&f.hostKeyCheck, "host-key-check", "accept-new", "strict, accept-new or off")
+	fs.DurationVar(&f.timeout, "connect-timeout", 10*time.Second, "per-host SSH connect timeout")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return exitUsage, flagError(err)
+	}
+	if len(pos) != 1 {
+		return exitUsage, &usageError{msg: "orch run takes exactly one plan", hint: "orch run plans/dns-swap.star -i inventory.ini"}
+	}
+	return c.execute(ctx, pos[0], f, "")
+}
+
+func (c *cli) resume(ctx context.Context, args []string) (int, error) {
+	var f runFlags
+	fs := newFlagSet("resume", c.stderr)
+	fs.BoolVar(&f.json, "json", false, "print JSON Lines events on stdout")
+	fs.BoolVar(&f.verbose, "v", false, "show unchanged tasks too")
+	fs.Var(&f.knownHosts, "known-hosts", "known_hosts file (repeatable)")
+	fs.StringVar(&f.hostKeyCheck, "host-key-check", "accept-new", "strict, accept-new or off")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return exitUsage, flagError(err)
+	}
+	if len(pos) != 1 {
+		return exitUsage, &usageError{msg: "orch resume takes exactly one run ID", hint: "run IDs are the folder names under " + filepath.Join(engine.StateDir(), "runs")}
+	}
+	rec, err := engine.ReadRunRecord("", pos[0])
+	if err != nil {
+		return exitUsage, &usageError{msg: err.Error()}
+	}
+	f.inventories = rec.Inventories
+	f.check, f.limit = rec.Check, rec.Limit
+	for k, v := range rec.Args {
+		f.extra = append(f.extra, k+"="+v)
+	}
+	f.lab = len(rec.Inventories) == 1 && rec.Inventories[0] == labInventoryName
+	if f.lab {
+		f.inventories = nil
+	}
+	return c.execute(ctx, rec.Plan, f, rec.ID)
+}
+
+// execute loads the plan and inventory, runs, and maps the outcome to an
+// exit code.
+func (c *cli) execute(ctx context.Context, planPath string, f runFlags, resume string) (int, error) {
+	switch f.hostKeyCheck {
+	case "strict", "accept-new", "off":
+	default:
+		return exitUsage, &usageError{msg: fmt.Sprintf("--host-key-check %q: want strict, accept-new or off", f.hostKeyCheck)}
+	}
+	extra := map[string]string{}
+	for _, kv := range f.extra {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return exitUsage, &usageError{msg: fmt.Sprintf("-e %q: want K=V", kv)}
+		}
+		extra[k] = v
+	}
+	plan, err := plans.Load(planPath)
+	if err != nil {
+		return exitUsage, planError(err)
+	}
+	defer plan.Close()
+
+	opts := engine.Options{
+		Check: f.check, Diff: f.diff, Forks: f.forks, Limit: f.limit, Args: extra, Resume: resume,
+		SSH: engine.SSHOptions{KnownHosts: f.knownHosts, HostKeyCheck: f.hostKeyCheck, ConnectTimeout: f.timeout},
+	}
+	var inv *inventory.Inventory
+	if f.lab {
+		if inv, err = c.labInventory(ctx, &opts); err != nil {
+			return exitFailed, err
+		}
+		opts.Inventories = []string{labInventoryName}
+	} else {
+		if inv, opts.Inventories, err = loadInventories(f.inventories); err != nil {
+			return exitUsage, &usageError{msg: err.Error()}
+		}
+	}
+	if f.hostKeyCheck == "off" {
+		c.log.Warn("host key checking is off: any machine can pose as your hosts")
+	}
+
+	out := newRenderer(c.stdout, f.json, f.verbose, f.diff)
+	opts.OnEvent = out.event
+	rep, err := engine.Run(ctx, plan, inv, opts)
+	out.close(rep)
+	switch {
+	case err != nil && !rep.Touched:
+		var locked *engine.LockedError
+		if errors.As(err, &locked) {
+			return exitUsage, &usageError{msg: err.Error(), hint: "wait for that run, or remove the lock if it is gone"}
+		}
+		return exitUsage, planError(err)
+	case err != nil:
+		return exitFailed, err
+	case rep.Summary.Failed > 0 || rep.Summary.Unreachable > 0:
+		return exitFailed, nil
+	}
+	return exitOK, nil
+}
+
+// planError is a plan problem found before anything changed: exit 2.
+func planError(err error) error { return &usageError{msg: err.Error()} }
+
+// defaultInventories are looked for in the working directory when no -i is
+// given.
+var defaultInventories = []string{"inventory.star", "inventory.yaml", "inventory.yml", "inventory.ini", "hosts"}
+
+// loadInventories loads and merges every -i source. With none, it uses a
+// default file in the working directory, or else just localhost.
+func loadInventories(paths []string) (*inventory.Inventory, []string, error) {
+	if len(paths) == 0 {
+		for _, p := range defaultInventories {
+			if _, err := os.Stat(p); err == nil {
+				paths = []string{p}
+				break
+			}
+		}
+	}
+	if len(paths) == 0 {
+		inv := inventory.New()
+		err := inv.Add(&inventory.Host{Name: "localhost", Address: "localhost", Connection: "local", Groups: []string{"local"}})
+		return inv, []string{"localhost"}, err
+	}
+	inv := inventory.New()
+	var abs []string
+	for _, p := range paths {
+		one, err := inventory.Load(p)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := inv.Merge(one); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", p, err)
+		}
+		if a, err := filepath.Abs(p); err == nil {
+			p = a
+		}
+		abs = append(abs, p)
+	}
+	return inv, abs, nil
+}

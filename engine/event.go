@@ -1,0 +1,65 @@
+package engine
+
+import "encoding/json"
+
+// Event is one thing that happened in a run, streamed to Options.OnEvent and
+// journaled. Kind-specific fields are empty when they do not apply.
+//
+// Kinds: run_start, apply_start, task, host_done, print, step, warning and,
+// last, summary.
+type Event struct {
+	Event  string `json:"event"`
+	RunID  string `json:"run_id,omitempty"`
+	Plan   string `json:"plan,omitempty"`
+	Check  bool   `json:"check,omitempty"`
+	Role   string `json:"role,omitempty"`
+	Count  int    `json:"count,omitempty"` // apply_start: hosts in the apply
+	Host   string `json:"host,omitempty"`
+	Task   string `json:"task,omitempty"`   // task: `file /etc/motd`
+	Module string `json:"module,omitempty"` // task: module ID
+	Pos    string `json:"pos,omitempty"`    // task: plan position of the call
+	Step   string `json:"step,omitempty"`
+	// Status is ok, changed, failed, skipped or unreachable for tasks and
+	// hosts; start, done, skipped, failed, undone or undo_failed for steps.
+	Status string `json:"status,omitempty"`
+	Msg    string `json:"msg,omitempty"`    // reason, error or printed text
+	Diff   string `json:"diff,omitempty"`   // with --diff
+	Output string `json:"output,omitempty"` // task output, shown when a task fails
+
+	// host_done
+	Tasks        int   `json:"tasks,omitempty"`
+	TasksChanged int   `json:"tasks_changed,omitempty"`
+	Exchanges    int64 `json:"exchanges,omitempty"`
+	ConnectMS    int64 `json:"connect_ms,omitempty"`
+	CheckMS      int64 `json:"check_ms,omitempty"`
+	ApplyMS      int64 `json:"apply_ms,omitempty"`
+
+	Summary *Summary `json:"-"`
+}
+
+// Summary counts a whole run. Hosts are counted once each: ok hosts finished
+// without failure, changed hosts are the ok hosts with at least one changed
+// task. Exchanges counts remote round trips after connect.
+type Summary struct {
+	Hosts        int   `json:"hosts"`
+	OK           int   `json:"ok"`
+	Changed      int   `json:"changed"`
+	Failed       int   `json:"failed"`
+	Unreachable  int   `json:"unreachable"`
+	TasksChanged int   `json:"tasks_changed"`
+	Exchanges    int64 `json:"exchanges"`
+	DurationMS   int64 `json:"duration_ms"`
+}
+
+// MarshalJSON writes the summary event with every count, even zero ones, and
+// other events with only the fields that apply.
+func (e Event) MarshalJSON() ([]byte, error) {
+	if e.Summary != nil {
+		return json.Marshal(struct {
+			Event string `json:"event"`
+			*Summary
+		}{e.Event, e.Summary})
+	}
+	type plain Event
+	return json.Marshal(plain(e))
+}

@@ -1,0 +1,182 @@
+// Package modules is the registry and contract of orch's modules.
+//
+// A module is a plain Go struct whose exported fields are its arguments
+// (tagged `arg:"name"`). The Starlark host turns every registered module into
+// a builtin of the same dotted name through one generic adapter, so no module
+// writes Starlark glue. Host modules implement Task: they say how to probe a
+// host, then compare the probed facts with the wanted state. Controller-side
+// modules implement Call and act from the controller.
+//
+// Modules register themselves in init(); an embedder chooses modules by
+// blank-importing them (see modules/standard).
+package modules
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"regexp"
+	"sort"
+	"sync"
+
+	"github.com/orch-dev/orch/inventory"
+)
+
+// Info describes one module.
+type Info struct {
+	ID  string     // dotted Starlark name: "file", "zfs.dataset", "check.dns"
+	Doc string     // what the module does, for `orch modules NAME`
+	New func() any // returns a pointer to a zero argument struct implementing Task or Call
+}
+
+// Task is a host module call with its arguments filled in. Tasks are
+// synchronous and know nothing of connections or concurrency: the engine
+// batches the probes of many tasks into one remote script and their applies
+// into another.
+type Task interface {
+	// Probe returns a POSIX sh snippet whose output Check reads. It must
+	// change nothing on the host. An empty probe means Check needs no facts.
+	Probe(req ProbeRequest) string
+	// Check compares the probed facts with the wanted state and says what
+	// would change and how to change it.
+	Check(req CheckRequest, resp *CheckResponse)
+}
+
+// ProbeRequest carries what a probe may depend on.
+type ProbeRequest struct {
+	Diff bool // the caller wants a diff, so fetch the old content too
+}
+
+// CheckRequest carries the probe's output to Check.
+type CheckRequest struct {
+	Facts     []byte // stdout and stderr of the probe snippet
+	ProbeCode int    // the probe snippet's exit status
+	Diff      bool
+	// Triggered is true when a path this task watches (Watcher) is changed
+	// by an earlier task of the same host in this run.
+	Triggered bool
+}
+
+// CheckResponse is what Check decides. When Changed is false, Reason says
+// why nothing needs doing ("/etc/motd is up to date"); otherwise it says
+// what will change.
+type CheckResponse struct {
+	Changed bool
+	Reason  string
+	Diff    string // unified diff or summary for --diff; secrets are masked
+	// Apply is a POSIX sh snippet that makes the change. It runs in a
+	// subshell with `set -e`; it may print a line made by NoChange to report
+	// at run time that nothing was needed after all (a command guard).
+	Apply string
+	Err   error // the facts show the wanted state cannot be reached
+}
+
+// Validator is implemented by tasks and calls that check their arguments, or
+// prepare derived data, before any host is touched.
+type Validator interface {
+	Validate(env *Env) error
+}
+
+// Pather is implemented by tasks that change paths on the host, so that
+// Watcher tasks can react to them.
+type Pather interface {
+	Paths() []string
+}
+
+// Watcher is implemented by tasks that restart or reload something when a
+// watched path changed earlier in the same run (service's watch=).
+type Watcher interface {
+	Watches() []string
+}
+
+// Secret is implemented by tasks whose content must never reach output.
+type Secret interface {
+	IsSecret() bool
+}
+
+// Describer is implemented by tasks to name themselves in output, for
+// example `file /etc/motd`.
+type Describer interface {
+	Describe() string
+}
+
+// Call is a controller-side module: it acts from the controller when the
+// plan calls it, in main or in a step. The result is converted to Starlark:
+// nil, bool, int, string, []string, []*inventory.Host, map[string]any.
+type Call interface {
+	Call(ctx context.Context, env *Env) (any, error)
+}
+
+// Env is what a module may see of the run on the controller.
+type Env struct {
+	Host   *inventory.Host // the host a role is evaluated for; nil in main
+	Files  fs.FS           // the plan's folder, read-only; reads cannot leave it
+	Check  bool            // --check: controller-side calls must change nothing
+	Logf   func(format string, args ...any)
+	Hosts  HostRecorder // records hosts created at run time, and their pinned keys
+	Values map[string]any
+}
+
+// HostRecorder lets controller-side modules hand created hosts, and the host
+// keys pinned for them, to the engine.
+type HostRecorder interface {
+	AddHost(h *inventory.Host, knownHostsLine string) error
+}
+
+var (
+	mu       sync.RWMutex
+	registry = map[string]Info{}
+	validID  = regexp.MustCompile(`^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?$`)
+)
+
+// Register adds a module. A duplicate or malformed ID, or a New that does not
+// return a Task or Call, is a programming error and panics at start-up.
+func Register(info Info) {
+	if !validID.MatchString(info.ID) {
+		panic(fmt.Sprintf("modules: malformed module ID %q", info.ID))
+	}
+	if info.New == nil {
+		panic(fmt.Sprintf("modules: %s has no New", info.ID))
+	}
+	switch v := info.New(); v.(type) {
+	case Task, Call:
+		if _, err := Params(v); err != nil {
+			panic(fmt.Sprintf("modules: %s: %v", info.ID, err))
+		}
+	default:
+		panic(fmt.Sprintf("modules: %s: %T is neither a Task nor a Call", info.ID, v))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if _, dup := registry[info.ID]; dup {
+		panic(fmt.Sprintf("modules: duplicate module ID %q", info.ID))
+	}
+	registry[info.ID] = info
+}
+
+// Lookup returns the module with the given ID.
+func Lookup(id string) (Info, bool) {
+	mu.RLock()
+	defer mu.RUnlock()
+	info, ok := registry[id]
+	return info, ok
+}
+
+// All returns every registered module, sorted by ID.
+func All() []Info {
+	mu.RLock()
+	defer mu.RUnlock()
+	out := make([]Info, 0, len(registry))
+	for _, info := range registry {
+		out = append(out, info)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// IsTask reports whether the module records host tasks (rather than acting
+// from the controller).
+func (i Info) IsTask() bool {
+	_, ok := i.New().(Task)
+	return ok
+}

@@ -1,0 +1,44 @@
+package modules
+
+import "strings"
+
+// Quote returns s as one POSIX sh word.
+func Quote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./=:@,+%") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// NoChange is sh code for an Apply snippet that found at run time that
+// nothing was needed, for example because a command's guard now holds.
+func NoChange(reason string) string {
+	return `printf '%s U %s\n' "$ORCH_M" ` + Quote(reason) + `; exit 0`
+}
+
+// Prelude defines the portable sh helpers that probes and applies may call.
+// The engine sends it once per remote script. They work with GNU coreutils
+// and with FreeBSD's base system alike.
+const Prelude = `
+_orch_sha256() {
+  if command -v sha256sum >/dev/null 2>&1; then sha256sum < "$1" | cut -d' ' -f1
+  elif command -v sha256 >/dev/null 2>&1; then sha256 -q < "$1"
+  else openssl dgst -sha256 -r < "$1" | cut -d' ' -f1; fi
+}
+_orch_stat() {
+  stat -c '%a %U %G' "$1" 2>/dev/null || stat -f '%Lp %Su %Sg' "$1"
+}
+_orch_b64d() {
+  if command -v base64 >/dev/null 2>&1; then base64 -d; else b64decode -r; fi
+}
+_orch_b64e() {
+  if command -v base64 >/dev/null 2>&1; then base64 < "$1"; else b64encode -r - < "$1"; fi
+}
+_orch_kind() {
+  if [ -L "$1" ]; then echo link
+  elif [ -f "$1" ]; then echo file
+  elif [ -d "$1" ]; then echo directory
+  elif [ -e "$1" ]; then echo other
+  else echo absent; fi
+}
+`

@@ -1,0 +1,9 @@
+// Package standard registers every module that ships with orch. Import it
+// for its side effects; an embedder that wants fewer modules imports them
+// one by one instead.
+package standard
+
+import (
+	_ "github.com/orch-dev/orch/modules/command"
+	_ "github.com/orch-dev/orch/modules/file"
+)

@@ -1,0 +1,224 @@
+// Package plans is orch's Starlark host: it loads plan files, checks them
+// statically against the module registry, and runs main(ctx) with the
+// builtins that record tasks and drive a Runner. It also embeds the plans
+// that ship with orch.
+package plans
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"go.starlark.net/resolve"
+	"go.starlark.net/starlark"
+	"go.starlark.net/syntax"
+)
+
+// MaxSteps bounds the Starlark computation of one thread (main, a role
+// evaluation or a step), so a runaway loop fails instead of hanging a run.
+const MaxSteps = 100_000_000
+
+// fileOptions are the Starlark dialect of plans.
+var fileOptions = &syntax.FileOptions{Set: true, While: true, TopLevelControl: true, GlobalReassign: true, Recursion: true}
+
+// Plan is a loaded, statically checked plan with all the files it loads.
+type Plan struct {
+	Path  string // as the user named it; the prefix of positions in errors
+	Files fs.FS  // the plan's folder; loads and file reads cannot leave it
+	Src   []byte // the main file's source, for journaling a resumable run
+
+	name    string // path of the main file inside Files
+	display string // directory prefix for positions of loaded files
+	progs   map[string]*starlark.Program
+	closer  func() error
+}
+
+// Error is a plan error with its position, such as a syntax error or an
+// unknown module argument. Every Error is found before any host is touched.
+type Error struct {
+	Pos syntax.Position
+	Msg string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%s: %s", e.Pos, e.Msg) }
+
+// Errors is a list of plan errors reported together.
+type Errors []*Error
+
+func (es Errors) Error() string {
+	msgs := make([]string, len(es))
+	for i, e := range es {
+		msgs[i] = e.Error()
+	}
+	return strings.Join(msgs, "\n")
+}
+
+// Load reads the plan at path. When no such file exists and path names a
+// shipped plan ("dns-swap" or "dns-swap.star"), the shipped one is used.
+func Load(planPath string) (*Plan, error) {
+	if _, err := os.Stat(planPath); err != nil {
+		if shipped, ok := shippedName(planPath); ok {
+			return load(planPath, Shipped, shipped, nil)
+		}
+		return nil, fmt.Errorf("plan %s: %w", planPath, err)
+	}
+	dir, base := filepath.Split(planPath)
+	if dir == "" {
+		dir = "."
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("plan %s: %w", planPath, err)
+	}
+	p, err := load(planPath, root.FS(), base, root.Close)
+	if err != nil {
+		root.Close()
+	}
+	return p, err
+}
+
+// LoadFS reads the plan named name inside files; display is how positions
+// name the file.
+func LoadFS(files fs.FS, name, display string) (*Plan, error) {
+	return load(display, files, name, nil)
+}
+
+func load(display string, files fs.FS, name string, closer func() error) (*Plan, error) {
+	p := &Plan{
+		Path:    display,
+		Files:   files,
+		name:    name,
+		display: strings.TrimSuffix(display, path.Base(name)),
+		progs:   map[string]*starlark.Program{},
+		closer:  closer,
+	}
+	src, err := fs.ReadFile(files, name)
+	if err != nil {
+		return nil, fmt.Errorf("plan %s: %w", display, err)
+	}
+	p.Src = src
+	var errs Errors
+	if err := p.compile(name, src, nil, &errs); err != nil {
+		return nil, err
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	if _, ok := p.progs[name]; !ok {
+		return nil, fmt.Errorf("plan %s did not compile", display)
+	}
+	return p, nil
+}
+
+// Close releases the plan's folder.
+func (p *Plan) Close() error {
+	if p.closer != nil {
+		return p.closer()
+	}
+	return nil
+}
+
+// compile parses, resolves and statically checks one file and, depth first,
+// every file it loads. Static findings are appended to errs so the user
+// sees them all at once; a syntax error or a load cycle stops at once.
+func (p *Plan) compile(name string, src []byte, stack []string, errs *Errors) error {
+	for _, s := range stack {
+		if s == name {
+			return fmt.Errorf("%s: load cycle: %s -> %s", p.displayName(name), strings.Join(stack, " -> "), name)
+		}
+	}
+	if _, done := p.progs[name]; done {
+		return nil
+	}
+	f, prog, err := starlark.SourceProgramOptions(fileOptions, p.displayName(name), src, isPredeclared)
+	if err != nil {
+		var se syntax.Error
+		if errors.As(err, &se) {
+			return &Error{Pos: se.Pos, Msg: se.Msg}
+		}
+		var re resolve.ErrorList
+		if errors.As(err, &re) {
+			for _, e := range re {
+				*errs = append(*errs, &Error{Pos: e.Pos, Msg: e.Msg})
+			}
+			return nil
+		}
+		return err
+	}
+	*errs = append(*errs, checkCalls(f)...)
+	for i := range prog.NumLoads() {
+		module, pos := prog.Load(i)
+		dep, err := p.resolveLoad(name, module)
+		if err != nil {
+			return &Error{Pos: pos, Msg: err.Error()}
+		}
+		depSrc, err := fs.ReadFile(p.Files, dep)
+		if err != nil {
+			return &Error{Pos: pos, Msg: fmt.Sprintf("cannot load %q: %v", module, err)}
+		}
+		if err := p.compile(dep, depSrc, append(stack, name), errs); err != nil {
+			return err
+		}
+	}
+	p.progs[name] = prog
+	return nil
+}
+
+// resolveLoad maps a load() argument, relative to the loading file, to a
+// path inside the plan's folder.
+func (p *Plan) resolveLoad(from, module string) (string, error) {
+	if path.IsAbs(module) {
+		return "", fmt.Errorf("cannot load %q: load paths are relative to the plan file", module)
+	}
+	dep := path.Join(path.Dir(from), module)
+	if !fs.ValidPath(dep) {
+		return "", fmt.Errorf("cannot load %q: it is outside the plan's folder", module)
+	}
+	return dep, nil
+}
+
+func (p *Plan) displayName(name string) string { return p.display + name }
+
+// posError turns a Starlark evaluation error into one that leads with the
+// innermost plan position, e.g. "plan.star:12:5: file: unknown argument".
+func posError(err error) error {
+	var ee *starlark.EvalError
+	if !errors.As(err, &ee) {
+		return err
+	}
+	for i := len(ee.CallStack) - 1; i >= 0; i-- {
+		pos := ee.CallStack[i].Pos
+		if pos.Filename() != "<builtin>" && pos.Line > 0 {
+			return &RuntimeError{Pos: pos, Msg: ee.Msg, Backtrace: ee.Backtrace(), err: ee}
+		}
+	}
+	return err
+}
+
+// RuntimeError is an error raised while a plan runs, at a plan position.
+type RuntimeError struct {
+	Pos       syntax.Position
+	Msg       string
+	Backtrace string
+	err       error
+}
+
+func (e *RuntimeError) Error() string { return fmt.Sprintf("%s: %s", e.Pos, e.Msg) }
+func (e *RuntimeError) Unwrap() error { return e.err }
+
+// newThread makes a thread for one unit of plan work, cancelled with ctx.
+func newThread(ctx context.Context, name string) (*starlark.Thread, func()) {
+	th := &starlark.Thread{Name: name}
+	th.SetMaxExecutionSteps(MaxSteps)
+	th.OnMaxSteps = func(th *starlark.Thread) {
+		th.Cancel(fmt.Sprintf("more than %d execution steps: is there an endless loop?", MaxSteps))
+	}
+	stop := context.AfterFunc(ctx, func() { th.Cancel(context.Cause(ctx).Error()) })
+	th.SetLocal(localContext, ctx)
+	return th, func() { stop() }
+}
