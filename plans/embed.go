@@ -31,7 +31,9 @@ func ShippedPlans() []string {
 	entries, _ := fs.ReadDir(shipped, ".")
 	var out []string
 	for _, e := range entries {
-		out = append(out, strings.TrimSuffix(e.Name(), ".star"))
+		if name, ok := strings.CutSuffix(e.Name(), ".star"); ok {
+			out = append(out, name)
+		}
 	}
 	return out
 }

@@ -1,0 +1,112 @@
+// Package moduletest runs host modules' probes and applies with the local
+// /bin/sh, so that each module can prove mechanically that applying twice
+// changes once, and that check mode changes nothing.
+package moduletest
+
+import (
+	"bytes"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/orch-dev/orch/modules"
+)
+
+const marker = "__orch_test"
+
+// sh runs a snippet the way the engine does: the prelude first, the snippet
+// in a subshell, output and errors together.
+func sh(t testing.TB, snippet string, strict bool) (string, int) {
+	t.Helper()
+	var script strings.Builder
+	script.WriteString("ORCH_M=" + marker + "\n" + modules.Prelude + "(\n")
+	if strict {
+		script.WriteString("set -e\n")
+	}
+	script.WriteString(snippet + "\n) 2>&1\n")
+	cmd := exec.Command("/bin/sh", "-s")
+	cmd.Stdin = strings.NewReader(script.String())
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("running sh: %v", err)
+	}
+	return out.String(), code
+}
+
+// Check probes the local machine and returns the task's decision.
+func Check(t testing.TB, task modules.Task, diff bool) modules.CheckResponse {
+	t.Helper()
+	req := modules.CheckRequest{Diff: diff}
+	if probe := task.Probe(modules.ProbeRequest{Diff: diff}); probe != "" {
+		out, code := sh(t, probe, false)
+		req.Facts, req.ProbeCode = []byte(out), code
+	}
+	var resp modules.CheckResponse
+	task.Check(req, &resp)
+	return resp
+}
+
+// Result is the outcome of one Converge.
+type Result struct {
+	Check   modules.CheckResponse
+	Changed bool   // the apply ran and did not report NoChange
+	Output  string // what the apply printed
+}
+
+// Converge checks the task and, when it wants a change, applies it. It
+// fails the test if the check or the apply fails.
+func Converge(t testing.TB, task modules.Task) Result {
+	t.Helper()
+	resp := Check(t, task, false)
+	if resp.Err != nil {
+		t.Fatalf("check: %v", resp.Err)
+	}
+	res := Result{Check: resp}
+	if !resp.Changed {
+		return res
+	}
+	res.Output, res.Changed = Apply(t, resp.Apply)
+	return res
+}
+
+// Apply runs an apply snippet and reports whether it changed something, as
+// opposed to finding at run time that nothing was needed.
+func Apply(t testing.TB, snippet string) (output string, changed bool) {
+	t.Helper()
+	out, code := sh(t, snippet, true)
+	if code != 0 {
+		t.Fatalf("apply exited %d:\n%s\nscript:\n%s", code, out, snippet)
+	}
+	return out, !strings.Contains(out, marker+" U ")
+}
+
+// ApplyTwice proves the module contract on the local machine: the first
+// converge changes something, the second finds nothing to do.
+func ApplyTwice(t testing.TB, task modules.Task) {
+	t.Helper()
+	if first := Converge(t, task); !first.Changed {
+		t.Fatalf("first apply did not change anything: %s", first.Check.Reason)
+	}
+	second := Converge(t, task)
+	if second.Check.Changed || second.Changed {
+		t.Fatalf("second apply still wants a change: %s", second.Check.Reason)
+	}
+	if second.Check.Reason == "" {
+		t.Fatalf("no-change check gave no reason")
+	}
+}
+
+// Validate runs a task's Validate with env, failing the test on error.
+func Validate(t testing.TB, task modules.Task, env *modules.Env) {
+	t.Helper()
+	if v, ok := task.(modules.Validator); ok {
+		if err := v.Validate(env); err != nil {
+			t.Fatalf("validate: %v", err)
+		}
+	}
+}

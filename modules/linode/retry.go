@@ -1,0 +1,170 @@
+package linode
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// retryTransport retries requests the Linode API turned away for now:
+//
+//   - 429 Too Many Requests and 408 Request Timeout;
+//   - 500, 502, 503 (but not during announced maintenance) and 504;
+//   - a 400, 409 or 422 whose reason says the Linode is busy or has a
+//     pending event ("Linode busy.").
+//
+// It waits as long as Retry-After says, or backs off exponentially, and gives
+// up after a number of attempts or when the request's context ends.
+//
+// Retries live here, below linodego, because linodego's own retries report
+// each one through the standard logger and cannot be silenced; a library
+// must not print. Replaying a create is safe because a Linode label is
+// unique: a replayed POST whose first try did create gets "Label must be
+// unique", which Create resolves by looking the label up.
+type retryTransport struct {
+	base     http.RoundTripper
+	attempts int
+	delay    time.Duration // first backoff; doubles up to maxDelay
+	maxDelay time.Duration
+}
+
+func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	getBody := req.GetBody
+	if req.Body != nil && req.Body != http.NoBody && getBody == nil {
+		b, err := io.ReadAll(req.Body)
+		req.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		getBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+		req.Body, _ = getBody()
+	}
+	for attempt := 1; ; attempt++ {
+		r := req
+		if attempt > 1 && getBody != nil {
+			r = req.Clone(req.Context())
+			body, err := getBody()
+			if err != nil {
+				return nil, err
+			}
+			r.Body = body
+		}
+		resp, err := t.base.RoundTrip(r)
+		if err != nil {
+			return nil, err
+		}
+		wait, why := retryable(resp)
+		if why == "" {
+			return resp, nil
+		}
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		if attempt >= t.attempts {
+			return nil, fmt.Errorf("%s, giving up after %d attempts", why, attempt)
+		}
+		if wait == 0 {
+			wait = backoff(t.delay, t.maxDelay, attempt)
+		}
+		if err := sleep(req.Context(), wait); err != nil {
+			return nil, fmt.Errorf("%s, stopped retrying: %w", why, err)
+		}
+	}
+}
+
+// retryable says why resp is worth retrying ("" when it is not) and how long
+// the server asked us to wait (0 when it did not say).
+func retryable(resp *http.Response) (time.Duration, string) {
+	code := resp.StatusCode
+	why := fmt.Sprintf("linode API answered %d %s", code, http.StatusText(code))
+	switch code {
+	case http.StatusTooManyRequests, http.StatusRequestTimeout, http.StatusInternalServerError,
+		http.StatusBadGateway, http.StatusGatewayTimeout:
+		return retryAfter(resp.Header.Get("Retry-After")), why
+	case http.StatusServiceUnavailable:
+		if resp.Header.Get("X-Maintenance-Mode") != "" {
+			return 0, "" // maintenance lasts longer than any retry budget
+		}
+		return retryAfter(resp.Header.Get("Retry-After")), why
+	case http.StatusBadRequest, http.StatusConflict, http.StatusUnprocessableEntity:
+		if code == http.StatusBadRequest && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+			return 0, why // an HTML 400 comes from the load balancer, not the API
+		}
+		reason := peekReason(resp)
+		lower := strings.ToLower(reason)
+		if strings.Contains(lower, "busy") || strings.Contains(lower, "pending event") {
+			return retryAfter(resp.Header.Get("Retry-After")), why + ": " + reason
+		}
+	}
+	return 0, ""
+}
+
+// peekReason returns the reasons of a Linode error body, leaving the body
+// readable for linodego.
+func peekReason(resp *http.Response) string {
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	if err != nil {
+		return ""
+	}
+	var body struct {
+		Errors []struct {
+			Reason string `json:"reason"`
+		} `json:"errors"`
+	}
+	if json.Unmarshal(b, &body) != nil {
+		return ""
+	}
+	var reasons []string
+	for _, e := range body.Errors {
+		reasons = append(reasons, e.Reason)
+	}
+	return strings.Join(reasons, "; ")
+}
+
+// retryAfter parses a Retry-After header: seconds or an HTTP date. Waits are
+// capped at two minutes; the caller's context bounds them further.
+func retryAfter(v string) time.Duration {
+	if v == "" {
+		return 0
+	}
+	var d time.Duration
+	if secs, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
+		d = time.Duration(secs) * time.Second
+	} else if at, err := http.ParseTime(v); err == nil {
+		d = time.Until(at)
+	}
+	return min(max(d, 0), 2*time.Minute)
+}
+
+// backoff is the wait before retry number attempt: first doubling, capped,
+// with jitter so that parallel callers spread out.
+func backoff(first, limit time.Duration, attempt int) time.Duration {
+	d := first
+	for i := 1; i < attempt && d < limit; i++ {
+		d *= 2
+	}
+	d = min(d, limit)
+	return d/2 + rand.N(d/2+1)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
