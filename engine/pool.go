@@ -108,11 +108,16 @@ func (p *pool) entry(name string) *poolEntry {
 func (p *pool) get(ctx context.Context, h *inventory.Host) (conn.Conn, error) {
 	e := p.entry(h.Name)
 	e.once.Do(func() {
-		e.c, e.err = p.dial(ctx, h)
-		var ue *UnreachableError
-		if e.err != nil && !errors.As(e.err, &ue) {
-			e.err = &UnreachableError{Host: h.Name, Address: h.Address, Err: e.err}
+		c, err := p.dial(ctx, h)
+		if err != nil {
+			var ue *UnreachableError
+			if !errors.As(err, &ue) {
+				err = &UnreachableError{Host: h.Name, Address: h.Address, Err: err}
+			}
+			e.err = err
+			return // c may be a typed nil
 		}
+		e.c = c
 	})
 	return e.c, e.err
 }

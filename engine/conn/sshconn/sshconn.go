@@ -1,0 +1,354 @@
+// Package sshconn is orch's SSH connection: one golang.org/x/crypto/ssh
+// client per host, reused by every task, running scripts in multiplexed
+// sessions and writing files over SFTP.
+//
+// Dial honours ~/.ssh/config (Host, HostName, Port, User, IdentityFile,
+// ProxyJump), ssh-agent and known_hosts files (hashed entries too), with the
+// host key policies strict, accept-new and off.
+//
+// Errors from Dial that mean "could not reach or log in to the host" are
+// *conn.UnreachableError; a rejected host key is additionally a
+// *HostKeyError inside it. Both are matched with errors.As.
+package sshconn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/orch-dev/orch/engine/conn"
+)
+
+// Host key policies for Config.HostKeyCheck.
+const (
+	// Strict refuses hosts whose key is not in known_hosts.
+	Strict = "strict"
+	// AcceptNew records the key of a host seen for the first time in the
+	// first known_hosts file and refuses changed keys. It is the default.
+	AcceptNew = "accept-new"
+	// Off accepts any key. Dial reports this through Config.Warn.
+	Off = "off"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultConnectTimeout = 10 * time.Second
+	// DefaultMaxSessions stays below sshd's default MaxSessions of 10,
+	// leaving room for the SFTP session.
+	DefaultMaxSessions = 8
+	DefaultKeepAlive   = 30 * time.Second
+)
+
+// Config says how to reach one host. Explicit fields win over ~/.ssh/config,
+// which wins over the defaults.
+type Config struct {
+	// HostName is the inventory name. It appears in errors and is the name
+	// matched against Host patterns in the ssh config.
+	HostName string
+	// Address to connect to. Empty, or equal to HostName, lets the ssh
+	// config's HostName apply; otherwise the host name itself is used.
+	Address string
+	Port    int    // default: ssh config, then 22
+	User    string // default: ssh config, then the current user
+	// KeyFiles are private keys to offer. They must exist. Default: the ssh
+	// config's IdentityFile, then ~/.ssh/id_ed25519, id_ecdsa and id_rsa
+	// (whichever exist).
+	KeyFiles []string
+	// ProxyJump is "[user@]host[:port][,…]" as in ssh -J; "none" disables
+	// a ProxyJump from the ssh config. Default: the ssh config's ProxyJump.
+	ProxyJump string
+	// Agent offers the keys of the ssh-agent at $SSH_AUTH_SOCK, if set.
+	Agent bool
+
+	// KnownHostsFiles default to ~/.ssh/known_hosts. Under accept-new, new
+	// keys are appended to the first one, which is created if missing.
+	KnownHostsFiles []string
+	// HostKeyCheck is Strict, AcceptNew (default) or Off.
+	HostKeyCheck string
+
+	// UseSSHConfig reads SSHConfigPath, or ~/.ssh/config and
+	// /etc/ssh/ssh_config when that is empty.
+	UseSSHConfig  bool
+	SSHConfigPath string
+
+	// ConnectTimeout bounds the TCP connect plus the SSH handshake of each
+	// hop (default 10s).
+	ConnectTimeout time.Duration
+	// MaxSessions bounds concurrent Exec sessions (default 8). It must stay
+	// below the server's MaxSessions; the SFTP session takes one more.
+	MaxSessions int
+	// KeepAlive is the interval of keepalive requests (default 30s; negative
+	// disables). A server that misses one interval is considered dead and the
+	// connection is closed, failing pending calls instead of hanging them.
+	KeepAlive time.Duration
+
+	// Warn receives warnings such as "host key checking is off". The package
+	// never prints; nil discards them.
+	Warn func(msg string)
+}
+
+// Conn is an open SSH connection to one host. It implements conn.Conn and is
+// safe for concurrent use.
+type Conn struct {
+	name   string
+	addr   string
+	client *ssh.Client
+	// releaseJumps gives back the shared jump host connections.
+	releaseJumps func()
+
+	sessions  chan struct{} // semaphore for MaxSessions
+	exchanges atomic.Int64
+
+	sftpMu sync.Mutex
+	sftp   *sftpSession
+
+	done      chan struct{} // closed by Close
+	gone      chan struct{} // closed when the transport ends, for any reason
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ conn.Conn = (*Conn)(nil)
+
+// Dial connects to the host and logs in. Network, handshake, host key and
+// authentication failures are returned as *conn.UnreachableError; invalid
+// configuration (an unknown policy, a missing key file) as plain errors.
+func Dial(ctx context.Context, cfg Config) (*Conn, error) {
+	d, err := newDialer(cfg)
+	if err != nil {
+		return nil, err
+	}
+	chain, err := d.chain(d.targetHop(), 0)
+	if err != nil {
+		return nil, fmt.Errorf("ssh %s: %w", cfg.HostName, err)
+	}
+	target := chain[len(chain)-1]
+	client, releaseJumps, err := d.dialChain(ctx, chain)
+	if err != nil {
+		return nil, &conn.UnreachableError{Host: cfg.HostName, Address: target.addr(), Err: err}
+	}
+	c := &Conn{
+		name:         cfg.HostName,
+		addr:         target.addr(),
+		client:       client,
+		releaseJumps: releaseJumps,
+		sessions:     make(chan struct{}, d.cfg.MaxSessions),
+		done:         make(chan struct{}),
+		gone:         make(chan struct{}),
+	}
+	go func() {
+		c.client.Wait()
+		close(c.gone)
+	}()
+	if d.cfg.KeepAlive > 0 {
+		go c.keepAlive(d.cfg.KeepAlive)
+	}
+	return c, nil
+}
+
+// Address is the "host:port" the connection was made to.
+func (c *Conn) Address() string { return c.addr }
+
+// Exchanges counts exec sessions plus SFTP requests since connect.
+func (c *Conn) Exchanges() int64 { return c.exchanges.Load() }
+
+// Close closes the SFTP session and the connection, and releases the jump
+// host connections (closing those no other Conn uses).
+func (c *Conn) Close() error {
+	c.closeOnce.Do(func() {
+		close(c.done)
+		// Closing the transport first makes every pending call return.
+		c.closeErr = c.client.Close()
+		c.sftpMu.Lock()
+		if c.sftp != nil {
+			c.sftp.close()
+			c.sftp = nil
+		}
+		c.sftpMu.Unlock()
+		c.releaseJumps()
+	})
+	return c.closeErr
+}
+
+// Exec runs script with /bin/sh on the host.
+//
+// Without stdin, the command is plain "/bin/sh" and the script travels on
+// its standard input wrapped in a { } group (see conn.GroupScript): any login
+// shell can start it, scripts of any size work, and a transfer cut short runs
+// nothing. With stdin, the script travels in the command line instead,
+// octal-escaped so that every login shell (sh, bash, csh, fish) passes it
+// through untouched; a script too large for one argument is first uploaded
+// to a temporary file, which deletes itself when it starts.
+//
+// Cancelling ctx sends KILL to the remote shell and closes the session; the
+// shell's own children may linger until they finish.
+func (c *Conn) Exec(ctx context.Context, script string, stdin io.Reader) (conn.Result, error) {
+	res, err := c.exec(ctx, script, stdin)
+	if err != nil {
+		err = fmt.Errorf("%s: exec: %w", c.name, err)
+	}
+	return res, err
+}
+
+func (c *Conn) exec(ctx context.Context, script string, stdin io.Reader) (conn.Result, error) {
+	if err := ctx.Err(); err != nil {
+		return conn.Result{}, err
+	}
+	command, input := "/bin/sh", io.Reader(nil)
+	if stdin == nil {
+		input = strings.NewReader(conn.GroupScript(script))
+	} else if cmd, ok := escapedCommand(script); ok {
+		command, input = cmd, stdin
+	} else {
+		tmp := fmt.Sprintf("/tmp/.orch-script-%016x.sh", rand.Uint64())
+		if err := c.WriteFile(ctx, tmp, []byte(selfDeleting+script), 0o600); err != nil {
+			return conn.Result{}, err
+		}
+		command, input = "/bin/sh "+tmp, stdin
+	}
+
+	if err := c.acquire(ctx); err != nil {
+		return conn.Result{}, err
+	}
+	defer c.release()
+	sess, err := c.newSession(ctx)
+	if err != nil {
+		return conn.Result{}, err
+	}
+	defer sess.Close()
+	c.exchanges.Add(1)
+
+	var stdout, stderr strings.Builder
+	sess.Stdin, sess.Stdout, sess.Stderr = input, &stdout, &stderr
+	if err := sess.Start(command); err != nil {
+		return conn.Result{}, c.lost(err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- sess.Wait() }()
+	select {
+	case err = <-waited:
+	case <-ctx.Done():
+		sess.Signal(ssh.SIGKILL)
+		sess.Close()
+		// Not waiting for Wait: a caller's stdin that never ends would block it.
+		return conn.Result{ExitCode: -1}, ctx.Err()
+	}
+
+	res := conn.Result{Stdout: []byte(stdout.String()), Stderr: []byte(stderr.String())}
+	var exitErr *ssh.ExitError
+	var missing *ssh.ExitMissingError
+	switch {
+	case err == nil:
+	case errors.As(err, &exitErr):
+		res.ExitCode = exitErr.ExitStatus()
+		if exitErr.Signal() != "" {
+			res.ExitCode = -1
+		}
+	case errors.As(err, &missing):
+		res.ExitCode = -1
+		return res, c.lost(err)
+	default:
+		return res, c.lost(err)
+	}
+	return res, nil
+}
+
+// lost returns err as a *conn.UnreachableError when the connection itself
+// has ended (the host died, or hung and missed a keepalive) rather than
+// been closed by Close. A dying transport and the failures it causes arrive
+// in no fixed order, hence the short grace period.
+func (c *Conn) lost(err error) error {
+	select {
+	case <-c.gone:
+	case <-time.After(200 * time.Millisecond):
+		return err
+	}
+	select {
+	case <-c.done:
+		return err
+	default:
+		return &conn.UnreachableError{Host: c.name, Address: c.addr, Err: err}
+	}
+}
+
+func (c *Conn) acquire(ctx context.Context) error {
+	select {
+	case c.sessions <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.done:
+		return errors.New("connection closed")
+	}
+}
+
+func (c *Conn) release() { <-c.sessions }
+
+// newSession opens a session channel. sshd refuses sessions beyond its
+// MaxSessions (OpenSSH says "connect failed", others "administratively
+// prohibited" or "resource shortage"), and a closed session's slot is freed a
+// little after we close it, so refusals are retried with backoff.
+func (c *Conn) newSession(ctx context.Context) (*ssh.Session, error) {
+	delay := 5 * time.Millisecond
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		sess, err := c.client.NewSession()
+		if err == nil {
+			return sess, nil
+		}
+		var refused *ssh.OpenChannelError
+		if !errors.As(err, &refused) {
+			return nil, c.lost(err)
+		}
+		if refused.Reason == ssh.UnknownChannelType || time.Now().After(deadline) {
+			return nil, fmt.Errorf("opening session: %w", err)
+		}
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-c.done:
+			return nil, errors.New("connection closed")
+		}
+		delay = min(2*delay, 500*time.Millisecond)
+	}
+}
+
+// keepAlive pings the server and closes the connection when a ping goes
+// unanswered for a whole interval, so calls on a dead host fail rather
+// than hang until TCP gives up.
+func (c *Conn) keepAlive(interval time.Duration) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-tick.C:
+		}
+		replied := make(chan error, 1)
+		go func() {
+			_, _, err := c.client.SendRequest("keepalive@openssh.com", true, nil)
+			replied <- err
+		}()
+		select {
+		case err := <-replied:
+			if err != nil {
+				return
+			}
+		case <-time.After(interval):
+			c.client.Close()
+			return
+		case <-c.done:
+			return
+		}
+	}
+}
