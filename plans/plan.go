@@ -191,13 +191,25 @@ func posError(err error) error {
 	if !errors.As(err, &ee) {
 		return err
 	}
+	var pos syntax.Position
 	for i := len(ee.CallStack) - 1; i >= 0; i-- {
-		pos := ee.CallStack[i].Pos
-		if pos.Filename() != "<builtin>" && pos.Line > 0 {
-			return &RuntimeError{Pos: pos, Msg: ee.Msg, Backtrace: ee.Backtrace(), err: ee}
+		if p := ee.CallStack[i].Pos; p.Filename() != "<builtin>" && p.Line > 0 {
+			pos = p
+			break
 		}
 	}
-	return err
+	if pos.Line == 0 {
+		return err
+	}
+	// An error from a role or step evaluated inside this call already has
+	// its own, more precise position: lead with it, and keep the outer
+	// call as context.
+	var inner *RuntimeError
+	if errors.As(ee.Unwrap(), &inner) {
+		context := strings.TrimSuffix(strings.TrimSuffix(ee.Msg, inner.Error()), ": ")
+		return &RuntimeError{Pos: inner.Pos, Msg: fmt.Sprintf("%s [%s, at %s]", inner.Msg, context, pos), Backtrace: ee.Backtrace(), err: ee}
+	}
+	return &RuntimeError{Pos: pos, Msg: ee.Msg, Backtrace: ee.Backtrace(), err: ee}
 }
 
 // RuntimeError is an error raised while a plan runs, at a plan position.
