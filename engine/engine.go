@@ -210,6 +210,13 @@ func (r *run) AddHost(h *inventory.Host, knownHostsLine string) error {
 	return r.inv.Add(h)
 }
 
+// RemoveHost implements plans.Runner: a deleted machine leaves the
+// inventory and its connection is closed.
+func (r *run) RemoveHost(name string) {
+	r.inv.Remove(name)
+	r.pool.drop(name)
+}
+
 // StepDone implements plans.Runner.
 func (r *run) StepDone(name string) (json.RawMessage, bool) { return r.j.stepDone(name) }
 

@@ -76,8 +76,9 @@ func DefaultDialer(o SSHOptions, pinnedKeys string, warn func(string)) func(cont
 type pool struct {
 	dial func(context.Context, *inventory.Host) (conn.Conn, error)
 
-	mu    sync.Mutex
-	conns map[string]*poolEntry
+	mu      sync.Mutex
+	conns   map[string]*poolEntry
+	retired int64 // exchanges of dropped connections
 }
 
 type poolEntry struct {
@@ -137,12 +138,29 @@ func (p *pool) exchanges(name string) int64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var n int64
+	if name == "" {
+		n = p.retired
+	}
 	for host, e := range p.conns {
 		if (name == "" || host == name) && e.c != nil {
 			n += e.c.Exchanges()
 		}
 	}
 	return n
+}
+
+// drop closes and forgets a host's connection; its exchanges stay counted.
+func (p *pool) drop(name string) {
+	p.mu.Lock()
+	e := p.conns[name]
+	delete(p.conns, name)
+	if e != nil && e.c != nil {
+		p.retired += e.c.Exchanges()
+	}
+	p.mu.Unlock()
+	if e != nil && e.c != nil {
+		e.c.Close()
+	}
 }
 
 func (p *pool) close() {

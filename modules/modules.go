@@ -112,15 +112,17 @@ type Env struct {
 	Host   *inventory.Host // the host a role is evaluated for; nil in main
 	Files  fs.FS           // the plan's folder, read-only; reads cannot leave it
 	Check  bool            // --check: controller-side calls must change nothing
-	Logf   func(format string, args ...any)
-	Hosts  HostRecorder // records hosts created at run time, and their pinned keys
-	Values map[string]any
+	Logf   func(format string, args ...any) // progress worth showing the user
+	Hosts  HostRecorder                     // records machines created at run time
 }
 
-// HostRecorder lets controller-side modules hand created hosts, and the host
-// keys pinned for them, to the engine.
+// HostRecorder lets controller-side modules tell the engine about machines
+// they create, rename or delete, and the host keys pinned for them.
 type HostRecorder interface {
+	// AddHost adds or replaces a host; a non-empty knownHostsLine pins its key.
 	AddHost(h *inventory.Host, knownHostsLine string) error
+	// RemoveHost forgets a host that no longer exists.
+	RemoveHost(name string)
 }
 
 var (

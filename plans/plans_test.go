@@ -77,6 +77,8 @@ func (r *fakeRunner) AddHost(h *inventory.Host, line string) error {
 	return nil
 }
 
+func (r *fakeRunner) RemoveHost(name string) {}
+
 func (r *fakeRunner) StepDone(name string) (json.RawMessage, bool) {
 	raw, ok := r.done[name]
 	return raw, ok

@@ -29,6 +29,8 @@ type Runner interface {
 	Print(host, msg string)
 	// AddHost makes a host created at run time reachable, and pins its key.
 	AddHost(h *inventory.Host, knownHostsLine string) error
+	// RemoveHost forgets a host deleted at run time.
+	RemoveHost(name string)
 	// StepDone returns the recorded result of a step that completed in the
 	// run being resumed.
 	StepDone(name string) (result json.RawMessage, ok bool)
@@ -120,7 +122,8 @@ type undo struct {
 }
 
 func (rs *runState) env(h *inventory.Host) *modules.Env {
-	return &modules.Env{Host: h, Files: rs.plan.Files, Check: rs.opts.Check, Hosts: rs.runner}
+	return &modules.Env{Host: h, Files: rs.plan.Files, Check: rs.opts.Check, Hosts: rs.runner,
+		Logf: func(format string, args ...any) { rs.runner.Print("", fmt.Sprintf(format, args...)) }}
 }
 
 // Run executes the plan's top level and then main(ctx).

@@ -3,6 +3,7 @@ package linode
 import (
 	"bytes"
 	"context"
+	"io"
 	"log"
 	"net/http"
 	"net/http/httptest"
@@ -285,4 +286,33 @@ func TestTokenNeverShown(t *testing.T) {
 	_, err = c.Create(context.Background(), CreateRequest{Labels: []string{"a"}, Region: "r", Type: "t", Image: "i"})
 	checkErr(t, err, token, "linode.create")
 	checkErr(t, c.Delete(context.Background(), 1), token, "linode.delete 1")
+}
+
+func TestRetryTransportResendsTheBody(t *testing.T) {
+	var mu sync.Mutex
+	var bodies []string
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		bodies = append(bodies, string(b))
+		n := len(bodies)
+		mu.Unlock()
+		if n == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ok"))
+	}))
+	t.Cleanup(hs.Close)
+	rt := &retryTransport{base: http.DefaultTransport, attempts: 3, delay: time.Millisecond, maxDelay: time.Millisecond}
+	// A body without GetBody, which the transport must buffer itself.
+	req, _ := http.NewRequest("POST", hs.URL, io.NopCloser(strings.NewReader(`{"label":"ns1"}`)))
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if len(bodies) != 2 || bodies[0] != `{"label":"ns1"}` || bodies[1] != bodies[0] {
+		t.Errorf("bodies sent: %q", bodies)
+	}
 }

@@ -55,7 +55,7 @@ type Config struct {
 	RetryDelay time.Duration
 }
 
-// Client calls the Linode API.
+// Client calls the Linode API. It is safe for concurrent use.
 type Client struct {
 	api   *linodego.Client
 	token string // kept only to scrub it from errors

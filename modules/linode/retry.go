@@ -36,20 +36,23 @@ type retryTransport struct {
 }
 
 func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	getBody := req.GetBody
-	if req.Body != nil && req.Body != http.NoBody && getBody == nil {
-		b, err := io.ReadAll(req.Body)
-		req.Body.Close()
-		if err != nil {
-			return nil, err
+	// Every attempt sends a fresh copy of the body, from GetBody or memory.
+	var getBody func() (io.ReadCloser, error)
+	if req.Body != nil && req.Body != http.NoBody {
+		getBody = req.GetBody
+		if getBody == nil {
+			b, err := io.ReadAll(req.Body)
+			if err != nil {
+				req.Body.Close()
+				return nil, err
+			}
+			getBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
 		}
-		getBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
-		req.Body, _ = getBody()
+		req.Body.Close()
 	}
 	for attempt := 1; ; attempt++ {
-		r := req
-		if attempt > 1 && getBody != nil {
-			r = req.Clone(req.Context())
+		r := req.Clone(req.Context())
+		if getBody != nil {
 			body, err := getBody()
 			if err != nil {
 				return nil, err

@@ -5,5 +5,7 @@ package standard
 
 import (
 	_ "github.com/orch-dev/orch/modules/command"
+	_ "github.com/orch-dev/orch/modules/digitalocean"
 	_ "github.com/orch-dev/orch/modules/file"
+	_ "github.com/orch-dev/orch/modules/linode"
 )

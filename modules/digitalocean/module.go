@@ -1,0 +1,155 @@
+package digitalocean
+
+import (
+	"context"
+
+	"github.com/orch-dev/orch/inventory"
+	"github.com/orch-dev/orch/modules"
+)
+
+func init() {
+	modules.Register(modules.Info{ID: "digitalocean.create", New: func() any { return new(createCall) }, Doc: `Creates one droplet per name, unless one with that name exists, and waits until all are active.
+
+Returns the droplets as hosts (name, public IPv4, user root, vars droplet_id
+and tags) for ctx.apply. orch generates an ed25519 host key per droplet,
+merges it into the cloud-config user data (user_data must be empty or a
+#cloud-config document) and pins it, so the first SSH connection is verified
+strictly. image is a slug or a numeric snapshot ID. Under --check nothing is
+created. Needs DIGITALOCEAN_TOKEN; DIGITALOCEAN_URL points at another
+endpoint, such as the lab cloud.`})
+	modules.Register(modules.Info{ID: "digitalocean.droplets", New: func() any { return new(dropletsCall) }, Doc: `Lists droplets, optionally only those with a tag, as hosts: a dynamic inventory.`})
+	modules.Register(modules.Info{ID: "digitalocean.assign_ip", New: func() any { return new(assignCall) }, Doc: `Points a reserved IP at a droplet, taking it from whichever droplet held it: the floating-IP swap.`})
+	modules.Register(modules.Info{ID: "digitalocean.delete", New: func() any { return new(deleteCall) }, Doc: `Deletes the droplets behind hosts returned by digitalocean.create or digitalocean.droplets.`})
+}
+
+type createCall struct {
+	Names    []string `arg:"names,required" doc:"one droplet per name"`
+	Region   string   `arg:"region,required" doc:"e.g. \"ams3\""`
+	Size     string   `arg:"size,required" doc:"e.g. \"s-1vcpu-1gb\""`
+	Image    string   `arg:"image,required" doc:"a slug, or a numeric snapshot ID"`
+	UserData *string  `arg:"user_data" doc:"a #cloud-config document"`
+	Tags     []string `arg:"tags" doc:"tags for every droplet"`
+}
+
+func (c *createCall) Call(ctx context.Context, env *modules.Env) (any, error) {
+	cl, err := NewFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	if env.Check {
+		var hosts []*inventory.Host
+		for _, name := range c.Names {
+			d, err := cl.byName(ctx, name)
+			if err != nil {
+				return nil, err
+			}
+			if d == nil {
+				env.Logf("check: digitalocean.create would create %s", name)
+				continue
+			}
+			hosts = append(hosts, d.Host())
+		}
+		return hosts, nil
+	}
+	req := CreateRequest{Names: c.Names, Region: c.Region, Size: c.Size, Image: c.Image, Tags: c.Tags}
+	if c.UserData != nil {
+		req.UserData = *c.UserData
+	}
+	ds, err := cl.Create(ctx, req)
+	hosts, recErr := record(env, ds)
+	if err != nil {
+		return nil, err
+	}
+	return hosts, recErr
+}
+
+// record hands droplets to the engine with their pinned host keys, even
+// when Create failed part way, so they are known and can be cleaned up.
+func record(env *modules.Env, ds []Droplet) ([]*inventory.Host, error) {
+	hosts := make([]*inventory.Host, 0, len(ds))
+	for _, d := range ds {
+		h := d.Host()
+		if err := env.Hosts.AddHost(h, d.KnownHostsLine()); err != nil {
+			return hosts, err
+		}
+		if d.Created {
+			env.Logf("digitalocean.create: created %s (%s)", d.Name, d.IPv4)
+		}
+		hosts = append(hosts, h)
+	}
+	return hosts, nil
+}
+
+type dropletsCall struct {
+	Tag string `arg:"tag" doc:"only droplets with this tag"`
+}
+
+func (c *dropletsCall) Call(ctx context.Context, env *modules.Env) (any, error) {
+	cl, err := NewFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	ds, err := cl.Droplets(ctx, c.Tag)
+	if err != nil {
+		return nil, err
+	}
+	return record(env, ds)
+}
+
+type assignCall struct {
+	IP   string          `arg:"ip,required" doc:"the reserved IP"`
+	Host *inventory.Host `arg:"host,required" doc:"the droplet to point it at"`
+}
+
+func (c *assignCall) Call(ctx context.Context, env *modules.Env) (any, error) {
+	id, err := IDFromHost(c.Host)
+	if err != nil {
+		return nil, err
+	}
+	if env.Check {
+		env.Logf("check: digitalocean.assign_ip would point %s at %s", c.IP, c.Host.Name)
+		return nil, nil
+	}
+	cl, err := NewFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	if err := cl.AssignIP(ctx, c.IP, id); err != nil {
+		return nil, err
+	}
+	env.Logf("digitalocean.assign_ip: %s -> %s", c.IP, c.Host.Name)
+	return nil, nil
+}
+
+type deleteCall struct {
+	Hosts []*inventory.Host `arg:"hosts,required" doc:"hosts returned by digitalocean.create or digitalocean.droplets"`
+}
+
+func (c *deleteCall) Call(ctx context.Context, env *modules.Env) (any, error) {
+	ids := make([]int, len(c.Hosts))
+	for i, h := range c.Hosts {
+		id, err := IDFromHost(h)
+		if err != nil {
+			return nil, err
+		}
+		ids[i] = id
+	}
+	if env.Check {
+		for _, h := range c.Hosts {
+			env.Logf("check: digitalocean.delete would delete %s", h.Name)
+		}
+		return nil, nil
+	}
+	cl, err := NewFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	if err := cl.Delete(ctx, ids...); err != nil {
+		return nil, err
+	}
+	for _, h := range c.Hosts {
+		env.Hosts.RemoveHost(h.Name)
+		env.Logf("digitalocean.delete: deleted %s", h.Name)
+	}
+	return nil, nil
+}

@@ -1,0 +1,170 @@
+package linode
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/orch-dev/orch/inventory"
+	"github.com/orch-dev/orch/modules"
+)
+
+func init() {
+	modules.Register(modules.Info{ID: "linode.create", New: func() any { return new(createCall) }, Doc: `Creates one Linode per label, unless one with that label exists, and waits until all run.
+
+Returns the instances as hosts (name = label, address = public IPv4, user
+root, vars linode_id and tags) that can go straight to ctx.apply. orch
+generates an ed25519 host key for every instance it creates, injects it
+through cloud-init user data and pins it, so the first SSH connection is
+verified strictly. Under --check nothing is created: existing instances are
+returned and the rest are reported. Needs LINODE_TOKEN; LINODE_URL points
+at another endpoint, such as the lab cloud.`})
+	modules.Register(modules.Info{ID: "linode.instances", New: func() any { return new(instancesCall) }, Doc: `Lists Linodes, optionally only those with a tag or a label, as hosts: a dynamic inventory.`})
+	modules.Register(modules.Info{ID: "linode.delete", New: func() any { return new(deleteCall) }, Doc: `Deletes the Linodes behind hosts returned by linode.create or linode.instances. Instances already gone count as deleted.`})
+	modules.Register(modules.Info{ID: "linode.rename", New: func() any { return new(renameCall) }, Doc: `Gives a Linode a new label and returns the renamed host.`})
+}
+
+type createCall struct {
+	Labels         []string `arg:"labels,required" doc:"one instance per label"`
+	Region         string   `arg:"region,required" doc:"e.g. \"us-east\""`
+	Type           string   `arg:"type,required" doc:"e.g. \"g6-nanode-1\""`
+	Image          string   `arg:"image,required" doc:"e.g. \"linode/debian12\""`
+	Tags           []string `arg:"tags" doc:"tags for every instance"`
+	AuthorizedKeys []string `arg:"authorized_keys" doc:"public keys allowed to log in as root"`
+}
+
+func (c *createCall) Call(ctx context.Context, env *modules.Env) (any, error) {
+	cl, err := NewFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	if env.Check {
+		found, err := cl.Instances(ctx, "", "")
+		if err != nil {
+			return nil, err
+		}
+		return checkCreate(env, c.Labels, found), nil
+	}
+	ins, err := cl.Create(ctx, CreateRequest{Labels: c.Labels, Region: c.Region, Type: c.Type, Image: c.Image, Tags: c.Tags, AuthorizedKeys: c.AuthorizedKeys})
+	hosts, recErr := record(env, ins)
+	if err != nil {
+		return nil, err
+	}
+	return hosts, recErr
+}
+
+// checkCreate reports what create would make and returns the instances
+// that exist already.
+func checkCreate(env *modules.Env, labels []string, existing []Instance) []*inventory.Host {
+	byLabel := map[string]Instance{}
+	for _, in := range existing {
+		byLabel[in.Label] = in
+	}
+	var hosts []*inventory.Host
+	for _, l := range labels {
+		if in, ok := byLabel[l]; ok {
+			hosts = append(hosts, in.Host())
+			continue
+		}
+		env.Logf("check: linode.create would create %s", l)
+	}
+	return hosts
+}
+
+// record hands instances to the engine with their pinned host keys, even
+// when Create failed part way, so they are known and can be cleaned up.
+func record(env *modules.Env, ins []Instance) ([]*inventory.Host, error) {
+	hosts := make([]*inventory.Host, 0, len(ins))
+	for _, in := range ins {
+		h := in.Host()
+		if err := env.Hosts.AddHost(h, in.KnownHostsLine()); err != nil {
+			return hosts, err
+		}
+		if in.Created {
+			env.Logf("linode.create: created %s (%s)", in.Label, in.IPv4)
+		}
+		hosts = append(hosts, h)
+	}
+	return hosts, nil
+}
+
+type instancesCall struct {
+	Tag   string `arg:"tag" doc:"only instances with this tag"`
+	Label string `arg:"label" doc:"only the instance with this label"`
+}
+
+func (c *instancesCall) Call(ctx context.Context, env *modules.Env) (any, error) {
+	cl, err := NewFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	ins, err := cl.Instances(ctx, c.Tag, c.Label)
+	if err != nil {
+		return nil, err
+	}
+	return record(env, ins)
+}
+
+type deleteCall struct {
+	Hosts []*inventory.Host `arg:"hosts,required" doc:"hosts returned by linode.create or linode.instances"`
+}
+
+func (c *deleteCall) Call(ctx context.Context, env *modules.Env) (any, error) {
+	ids := make([]int, len(c.Hosts))
+	for i, h := range c.Hosts {
+		id, err := IDFromHost(h)
+		if err != nil {
+			return nil, err
+		}
+		ids[i] = id
+	}
+	if env.Check {
+		for _, h := range c.Hosts {
+			env.Logf("check: linode.delete would delete %s", h.Name)
+		}
+		return nil, nil
+	}
+	cl, err := NewFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	if err := cl.Delete(ctx, ids...); err != nil {
+		return nil, err
+	}
+	for _, h := range c.Hosts {
+		env.Hosts.RemoveHost(h.Name)
+		env.Logf("linode.delete: deleted %s", h.Name)
+	}
+	return nil, nil
+}
+
+type renameCall struct {
+	Host  *inventory.Host `arg:"host,required" doc:"a host returned by linode.create or linode.instances"`
+	Label string          `arg:"label,required" doc:"the new label"`
+}
+
+func (c *renameCall) Call(ctx context.Context, env *modules.Env) (any, error) {
+	id, err := IDFromHost(c.Host)
+	if err != nil {
+		return nil, err
+	}
+	if env.Check {
+		env.Logf("check: linode.rename would rename %s to %s", c.Host.Name, c.Label)
+		return c.Host, nil
+	}
+	cl, err := NewFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	in, err := cl.Rename(ctx, id, c.Label)
+	if err != nil {
+		return nil, err
+	}
+	renamed := *c.Host
+	renamed.Name, renamed.Groups, renamed.Vars = in.Label, nil, in.Host().Vars
+	env.Hosts.RemoveHost(c.Host.Name)
+	if err := env.Hosts.AddHost(&renamed, ""); err != nil {
+		return nil, fmt.Errorf("linode.rename: %w", err)
+	}
+	env.Logf("linode.rename: %s is now %s", c.Host.Name, in.Label)
+	return &renamed, nil
+}
