@@ -27,6 +27,7 @@ type SSHOptions struct {
 	ConnectTimeout time.Duration // per host; default 10s
 	SSHConfig      string        // ssh config file; "" means ~/.ssh/config
 	NoSSHConfig    bool          // ignore ssh config files
+	IdentityFiles  []string      // keys for hosts whose inventory names none
 }
 
 // DefaultDialer connects by each host's connection type: ssh (the default),
@@ -66,6 +67,8 @@ func DefaultDialer(o SSHOptions, pinnedKeys string, warn func(string)) func(cont
 		}
 		if h.Key != "" {
 			cfg.KeyFiles = []string{h.Key}
+		} else {
+			cfg.KeyFiles = o.IdentityFiles
 		}
 		return sshconn.Dial(ctx, cfg)
 	}

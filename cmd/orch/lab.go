@@ -2,16 +2,132 @@ package main
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
 
 	"github.com/orch-dev/orch/engine"
 	"github.com/orch-dev/orch/inventory"
+	"github.com/orch-dev/orch/lab"
 )
 
+// labInventoryName stands for the lab in run journals, so `orch resume`
+// knows to use the lab again.
 const labInventoryName = "lab"
 
-func (c *cli) lab(ctx context.Context, args []string) error { return errors.New("lab: not yet") }
+func (c *cli) labOptions() lab.Options {
+	return lab.Options{StateDir: engine.StateDir(), Logf: func(format string, args ...any) {
+		c.log.Info(fmt.Sprintf(format, args...))
+	}}
+}
 
+func (c *cli) lab(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return &usageError{msg: "orch lab needs a command", hint: "orch lab up | down | status [--json] | env"}
+	}
+	fs := newFlagSet("lab "+args[0], c.stderr)
+	asJSON := fs.Bool("json", false, "print JSON (status)")
+	state := fs.String("state", "", "state dir (serve-cloud)")
+	pos, err := parse(fs, args[1:])
+	if err != nil {
+		return flagError(err)
+	}
+	if len(pos) > 0 {
+		return &usageError{msg: fmt.Sprintf("orch lab %s takes no arguments", args[0])}
+	}
+	switch args[0] {
+	case "up":
+		l, err := lab.Up(ctx, c.labOptions())
+		if err != nil {
+			return err
+		}
+		return c.labStatus(ctx, l, false)
+	case "down":
+		return lab.Down(ctx, c.labOptions())
+	case "status":
+		l, err := lab.Open(engine.StateDir())
+		if err != nil {
+			if *asJSON {
+				fmt.Fprintln(c.stdout, "[]")
+				return nil
+			}
+			return fmt.Errorf("%w (start it with: orch lab up)", err)
+		}
+		return c.labStatus(ctx, l, *asJSON)
+	case "env":
+		l, err := lab.Open(engine.StateDir())
+		if err != nil {
+			return fmt.Errorf("%w (start it with: orch lab up)", err)
+		}
+		for _, line := range l.EnvLines() {
+			fmt.Fprintln(c.stdout, line)
+		}
+		return nil
+	case "image":
+		tag, err := lab.EnsureImage(ctx, c.labOptions().Logf)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(c.stdout, tag)
+		return nil
+	case "serve-cloud": // started in the background by `orch lab up`
+		if *state == "" {
+			*state = engine.StateDir()
+		}
+		return lab.ServeCloud(ctx, *state)
+	}
+	return &usageError{msg: fmt.Sprintf("unknown lab command %q", args[0]), hint: "orch lab up | down | status [--json] | env | image"}
+}
+
+func (c *cli) labStatus(ctx context.Context, l *lab.Lab, asJSON bool) error {
+	hosts, err := l.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		if hosts == nil {
+			hosts = []lab.HostStatus{}
+		}
+		return json.NewEncoder(c.stdout).Encode(hosts)
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tADDRESS\tGROUPS")
+	for _, h := range hosts {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", h.Name, h.Address, strings.Join(h.Groups, ","))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "cloud: %s (eval \"$(orch lab env)\" to use it from other tools)\n", l.CloudURL())
+	return nil
+}
+
+// labInventory starts the lab if needed and aims the run at it: its hosts,
+// its known_hosts with strict checking, its key for machines created at run
+// time, and its cloud for the linode and digitalocean modules.
 func (c *cli) labInventory(ctx context.Context, opts *engine.Options) (*inventory.Inventory, error) {
-	return nil, errors.New("lab: not yet")
+	l, err := lab.Up(ctx, c.labOptions())
+	if err != nil {
+		return nil, err
+	}
+	hosts, err := l.Hosts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	inv := inventory.New()
+	for _, h := range hosts {
+		if err := inv.Add(h); err != nil {
+			return nil, err
+		}
+	}
+	opts.SSH.KnownHosts = []string{l.KnownHostsPath()}
+	opts.SSH.HostKeyCheck = "strict"
+	opts.SSH.NoSSHConfig = true
+	opts.SSH.IdentityFiles = []string{l.KeyPath()}
+	for k, v := range l.Env() {
+		os.Setenv(k, v)
+	}
+	return inv, nil
 }

@@ -195,7 +195,7 @@ func (c *Conn) exec(ctx context.Context, script string, stdin io.Reader) (conn.R
 	// cancelled Exec can end it: the API has no call that kills an exec.
 	token := randomToken()
 	pidFile := "/tmp/.orch-exec-" + token
-	wrapper := `echo $$ > ` + pidFile + ` 2>/dev/null
+	wrapper := `{ echo $$ > ` + pidFile + `; } 2>/dev/null
 /bin/sh -c "$1"
 rc=$?
 rm -f ` + pidFile + `

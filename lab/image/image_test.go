@@ -1,0 +1,147 @@
+package image
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestMirrorFrom(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "sources.list.d"), 0o755)
+	write := func(name, content string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("sources.list.d/other.sources", `Types: deb
+URIs: http://mirror.invalid/other
+Suites: nodistro
+Components: main
+`)
+	write("sources.list.d/debian.sources", `Types: deb-src
+URIs: http://mirror.invalid/src
+Suites: bookworm
+Components: main
+
+Types: deb
+URIs: http://mirror.invalid/off
+Suites: bookworm
+Components: main
+Enabled: no
+
+Types: deb
+# a comment
+URIs: http://mirror.invalid/debian/
+Suites: bookworm bookworm-updates
+Components: main contrib
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: http://mirror.invalid/debian-security
+Suites: bookworm-security
+Components: main
+`)
+	write("sources.list.d/disabled.list.disabled", "deb http://mirror.invalid/disabled bookworm main\n")
+	got, err := mirrorFrom(dir, "bookworm")
+	if err != nil || got != "http://mirror.invalid/debian" {
+		t.Errorf("deb822: got %q, %v", got, err)
+	}
+
+	// The classic file comes first and wins.
+	write("sources.list", "# comment\ndeb [arch=amd64 signed-by=/k.gpg] http://mirror.invalid/classic bookworm main\n")
+	if got, err := mirrorFrom(dir, "bookworm"); err != nil || got != "http://mirror.invalid/classic" {
+		t.Errorf("one-line: got %q, %v", got, err)
+	}
+	if _, err := mirrorFrom(dir, "trixie"); err == nil || !strings.Contains(err.Error(), MirrorEnv) {
+		t.Errorf("no source for trixie: err = %v", err)
+	}
+	t.Setenv(MirrorEnv, "http://mirror.invalid/env")
+	if got, _ := Mirror("bookworm"); got != "http://mirror.invalid/env" {
+		t.Errorf("%s not honoured: %q", MirrorEnv, got)
+	}
+}
+
+func TestTag(t *testing.T) {
+	if !regexp.MustCompile(`^orch-lab:[0-9a-f]{12}$`).MatchString(Tag()) {
+		t.Errorf("tag %q", Tag())
+	}
+	before := Hash()
+	Packages = append(Packages, "extra")
+	defer func() { Packages = Packages[:len(Packages)-1] }()
+	if Hash() == before {
+		t.Error("the hash ignores the package list")
+	}
+	if !slices.IsSorted(Packages[:len(Packages)-1]) {
+		t.Error("keep Packages sorted")
+	}
+}
+
+func dockerOrSkip(t *testing.T) {
+	if err := exec.Command("docker", "info").Run(); err != nil {
+		t.Skip("no docker engine (docker info failed)")
+	}
+}
+
+// TestImage builds the image if this engine lacks it (with debootstrap where
+// no Debian base image is present) and checks what is inside.
+func TestImage(t *testing.T) {
+	dockerOrSkip(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	tag, err := Ensure(ctx, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("docker", "image", "inspect", "--format",
+		`{{index .Config.Labels "`+RecipeLabel+`"}} {{json .Config.Entrypoint}}`, tag).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := Hash() + ` ["/usr/bin/tini","--"]`; strings.TrimSpace(string(out)) != want {
+		t.Errorf("image config %q, want %q", out, want)
+	}
+	script := `set -e
+dpkg-query -W -f '${Package} ${db:Status-Abbrev}\n' ` + strings.Join(Packages, " ") + ` | grep -v ' ii ' || true
+echo python: $(dpkg-query -W -f '${Package}\n' | grep -c '^python' || true)
+echo hostkeys: $(ls /etc/ssh/ | grep -c ssh_host_ || true)
+echo recursion: $(grep -c 'recursion no' /etc/bind/named.conf.options)
+ls /etc/nginx/modules-enabled/ | grep -q stream && echo stream: yes
+for s in ssh named nginx haproxy; do test -x /etc/init.d/$s || echo "no init script for $s"; done
+`
+	got, err := exec.Command("docker", "run", "--rm", "--network", "none", tag, "/bin/sh", "-c", script).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, got)
+	}
+	if want := "python: 0\nhostkeys: 0\nrecursion: 1\nstream: yes\n"; string(got) != want {
+		t.Errorf("image contents:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// TestBootstrapBuild rebuilds the image from scratch under another tag. It
+// takes about a minute, so it runs only when ORCH_LAB_TEST_BUILD=1; on a new
+// machine TestImage goes through the same build anyway.
+func TestBootstrapBuild(t *testing.T) {
+	if os.Getenv("ORCH_LAB_TEST_BUILD") != "1" {
+		t.Skip("set ORCH_LAB_TEST_BUILD=1 to rebuild the image from scratch")
+	}
+	dockerOrSkip(t)
+	mirror, err := Mirror(Suite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag := fmt.Sprintf("orch-lab-test:%d", os.Getpid())
+	start := time.Now()
+	if err := bootstrap(context.Background(), tag, mirror, t.Logf); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("built in %s", time.Since(start).Round(time.Second))
+	exec.Command("docker", "rmi", tag).Run()
+}
