@@ -29,20 +29,22 @@ func newBatch() *batch {
 	return b
 }
 
-// add appends a snippet. With stopOnFailure, a failing snippet ends the
-// script, so later tasks do not run (apply); otherwise every snippet runs
-// (probes), each in a subshell under `set -e` when strict.
+// add appends a snippet. Strict snippets (applies) run in a subshell under
+// `set -e`, and a failing one ends the script so later tasks do not run.
+// Other snippets (probes) run in a { } group in the script's own shell,
+// which spares a process per task; they must not exit.
 func (b *batch) add(task int, snippet string, strict bool) {
 	b.index = append(b.index, task)
-	fmt.Fprintf(&b.script, "printf '\\n%%s B %d\\n' \"$ORCH_M\"\n(\n", task)
+	open, close := "{\n", "}"
 	if strict {
-		b.script.WriteString("set -e\n")
+		open, close = "(\nset -e\n", ")"
 	}
+	fmt.Fprintf(&b.script, "printf '\\n%%s B %d\\n' \"$ORCH_M\"\n%s", task, open)
 	b.script.WriteString(snippet)
 	if !strings.HasSuffix(snippet, "\n") {
 		b.script.WriteByte('\n')
 	}
-	fmt.Fprintf(&b.script, ") </dev/null 2>&1\nrc=$?\nprintf '\\n%%s E %d %%s\\n' \"$ORCH_M\" \"$rc\"\n", task)
+	fmt.Fprintf(&b.script, "%s </dev/null 2>&1\nrc=$?\nprintf '\\n%%s E %d %%s\\n' \"$ORCH_M\" \"$rc\"\n", close, task)
 	if strict {
 		b.script.WriteString("[ \"$rc\" -eq 0 ] || exit 0\n")
 	}

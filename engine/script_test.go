@@ -21,7 +21,7 @@ func TestBatchSplitsOutputByTask(t *testing.T) {
 	b := newBatch()
 	b.add(0, "echo one", false)
 	b.add(3, "printf 'no newline'", false)
-	b.add(5, "echo err >&2; exit 7", false)
+	b.add(5, "echo err >&2; false", false)
 	b.add(6, "echo after", false)
 	got, err := b.parse(runBatch(t, b))
 	if err != nil {
@@ -30,7 +30,7 @@ func TestBatchSplitsOutputByTask(t *testing.T) {
 	want := map[int]section{
 		0: {output: []byte("one\n"), ran: true},
 		3: {output: []byte("no newline"), ran: true},
-		5: {output: []byte("err\n"), code: 7, ran: true},
+		5: {output: []byte("err\n"), code: 1, ran: true},
 		6: {output: []byte("after\n"), ran: true},
 	}
 	for i, w := range want {

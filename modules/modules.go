@@ -35,7 +35,8 @@ type Info struct {
 // into another.
 type Task interface {
 	// Probe returns a POSIX sh snippet whose output Check reads. It must
-	// change nothing on the host. An empty probe means Check needs no facts.
+	// change nothing on the host, and must not exit: probes of many tasks
+	// run in one shell. An empty probe means Check needs no facts.
 	Probe(req ProbeRequest) string
 	// Check compares the probed facts with the wanted state and says what
 	// would change and how to change it.

@@ -19,15 +19,15 @@ func NoChange(reason string) string {
 // Prelude defines the portable sh helpers that probes and applies may call.
 // The engine sends it once per remote script. They work with GNU coreutils
 // and with FreeBSD's base system alike.
+//
+// Probes call them in the current shell, never in $(…), so that probing a
+// file costs one process for stat and one for its hash, and no subshells.
 const Prelude = `
-_orch_sha256() {
-  if command -v sha256sum >/dev/null 2>&1; then sha256sum < "$1" | cut -d' ' -f1
-  elif command -v sha256 >/dev/null 2>&1; then sha256 -q < "$1"
-  else openssl dgst -sha256 -r < "$1" | cut -d' ' -f1; fi
-}
-_orch_stat() {
-  stat -c '%a %U %G' "$1" 2>/dev/null || stat -f '%Lp %Su %Sg' "$1"
-}
+if command -v sha256sum >/dev/null 2>&1; then _orch_sha256() { sha256sum "$1"; }
+elif command -v sha256 >/dev/null 2>&1; then _orch_sha256() { sha256 -r "$1"; }
+else _orch_sha256() { openssl dgst -sha256 -r "$1"; }; fi
+if stat -c %a / >/dev/null 2>&1; then _orch_stat() { stat -c '%a %U %G' "$1"; }
+else _orch_stat() { stat -f '%Lp %Su %Sg' "$1"; }; fi
 _orch_b64d() {
   if command -v base64 >/dev/null 2>&1; then base64 -d; else b64decode -r; fi
 }

@@ -14,16 +14,19 @@ import (
 
 const marker = "__orch_test"
 
-// sh runs a snippet the way the engine does: the prelude first, the snippet
-// in a subshell, output and errors together.
+// sh runs a snippet the way the engine does: the prelude first, then an
+// apply in a subshell under set -e, or a probe in a { } group of the
+// script's own shell (so a probe that exits is caught: it ends the script
+// before the marker line).
 func sh(t testing.TB, snippet string, strict bool) (string, int) {
 	t.Helper()
 	var script strings.Builder
-	script.WriteString("ORCH_M=" + marker + "\n" + modules.Prelude + "(\n")
+	script.WriteString("ORCH_M=" + marker + "\n" + modules.Prelude)
 	if strict {
-		script.WriteString("set -e\n")
+		script.WriteString("(\nset -e\n" + snippet + "\n) 2>&1\n")
+	} else {
+		script.WriteString("{\n" + snippet + "\n} 2>&1\necho " + marker + " probe-end\n")
 	}
-	script.WriteString(snippet + "\n) 2>&1\n")
 	cmd := exec.Command("/bin/sh", "-s")
 	cmd.Stdin = strings.NewReader(script.String())
 	var out bytes.Buffer
@@ -44,7 +47,11 @@ func Check(t testing.TB, task modules.Task, diff bool) modules.CheckResponse {
 	req := modules.CheckRequest{Diff: diff}
 	if probe := task.Probe(modules.ProbeRequest{Diff: diff}); probe != "" {
 		out, code := sh(t, probe, false)
-		req.Facts, req.ProbeCode = []byte(out), code
+		facts, ok := strings.CutSuffix(out, marker+" probe-end\n")
+		if !ok {
+			t.Fatalf("the probe ended the script (probes must not exit):\n%s", probe)
+		}
+		req.Facts, req.ProbeCode = []byte(facts), code
 	}
 	var resp modules.CheckResponse
 	task.Check(req, &resp)

@@ -67,27 +67,37 @@ func validName(s string) bool {
 	return s != ""
 }
 
-// guard is sh code that leaves the snippet through skip(reason) when the
-// command is not needed.
-func (c *Command) guard(skip func(reason string) string) string {
-	var b strings.Builder
+// guard is a condition under which the command is not needed.
+type guard struct{ test, reason string }
+
+func (c *Command) guards() []guard {
+	var gs []guard
 	if c.Creates != "" {
-		fmt.Fprintf(&b, "if [ -e %s ]; then %s; fi\n", modules.Quote(c.Creates), skip(c.Creates+" exists"))
+		gs = append(gs, guard{"[ -e " + modules.Quote(c.Creates) + " ]", c.Creates + " exists"})
 	}
 	if c.Unless != "" {
-		fmt.Fprintf(&b, "if (%s) >/dev/null 2>&1; then %s; fi\n", c.Unless, skip("unless guard succeeded"))
+		gs = append(gs, guard{"(" + c.Unless + ") >/dev/null 2>&1", "unless guard succeeded"})
 	}
-	return b.String()
+	return gs
 }
 
-// probeSkip reports a satisfied guard to Check.
-func probeSkip(reason string) string { return "echo " + modules.Quote("skip: "+reason) + "; exit 0" }
-
+// Probe prints "skip: REASON" when a guard holds and "run" otherwise. Probes
+// share one script, so it must not exit: an if/elif chain.
 func (c *Command) Probe(modules.ProbeRequest) string {
-	if c.Creates == "" && c.Unless == "" {
+	gs := c.guards()
+	if len(gs) == 0 {
 		return "" // nothing to learn: an unguarded command always runs
 	}
-	return c.guard(probeSkip) + "echo run\n"
+	var b strings.Builder
+	for i, g := range gs {
+		kw := "if"
+		if i > 0 {
+			kw = "elif"
+		}
+		fmt.Fprintf(&b, "%s %s; then echo %s\n", kw, g.test, modules.Quote("skip: "+g.reason))
+	}
+	b.WriteString("else echo run\nfi\n")
+	return b.String()
 }
 
 func (c *Command) Check(req modules.CheckRequest, resp *modules.CheckResponse) {
@@ -96,7 +106,7 @@ func (c *Command) Check(req modules.CheckRequest, resp *modules.CheckResponse) {
 		resp.Reason = reason
 		return
 	}
-	if c.Probe(modules.ProbeRequest{}) != "" && lastLine(out) != "run" {
+	if len(c.guards()) > 0 && lastLine(out) != "run" {
 		resp.Err = fmt.Errorf("guard probe failed: %s", out)
 		return
 	}
@@ -105,7 +115,9 @@ func (c *Command) Check(req modules.CheckRequest, resp *modules.CheckResponse) {
 	resp.Diff = "+ " + c.Cmd + "\n"
 	var b strings.Builder
 	// The same guards again at run time: an earlier task may have satisfied them.
-	b.WriteString(c.guard(modules.NoChange))
+	for _, g := range c.guards() {
+		fmt.Fprintf(&b, "if %s; then %s; fi\n", g.test, modules.NoChange(g.reason))
+	}
 	keys := make([]string, 0, len(c.Env))
 	for k := range c.Env {
 		keys = append(keys, k)
