@@ -368,9 +368,9 @@ func (l *Lab) containers(ctx context.Context) ([]container, error) {
 		return nil, err
 	}
 	var raw []struct {
-		ID    string `json:"Id"`
-		Name  string
-		State struct{ Running bool }
+		ID     string `json:"Id"`
+		Name   string
+		State  struct{ Running bool }
 		Config struct {
 			Image  string
 			Labels map[string]string

@@ -83,6 +83,11 @@ func writeJSON(path string, v any, mode os.FileMode) error {
 // writeFileAtomic replaces path so that readers in other processes (the
 // CLI reading known_hosts while the cloud rewrites it) never see half a file.
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
+		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm() == mode {
+			return nil // unchanged: keep the file and its mtime
+		}
+	}
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return err

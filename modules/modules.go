@@ -110,11 +110,11 @@ type Call interface {
 
 // Env is what a module may see of the run on the controller.
 type Env struct {
-	Host   *inventory.Host // the host a role is evaluated for; nil in main
-	Files  fs.FS           // the plan's folder, read-only; reads cannot leave it
-	Check  bool            // --check: controller-side calls must change nothing
-	Logf   func(format string, args ...any) // progress worth showing the user
-	Hosts  HostRecorder                     // records machines created at run time
+	Host  *inventory.Host                  // the host a role is evaluated for; nil in main
+	Files fs.FS                            // the plan's folder, read-only; reads cannot leave it
+	Check bool                             // --check: controller-side calls must change nothing
+	Logf  func(format string, args ...any) // progress worth showing the user
+	Hosts HostRecorder                     // records machines created at run time
 }
 
 // HostRecorder lets controller-side modules tell the engine about machines

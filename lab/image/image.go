@@ -95,6 +95,9 @@ func Ensure(ctx context.Context, logf func(format string, args ...any)) (string,
 	if exists(ctx, tag) {
 		return tag, nil
 	}
+	if err := dockercli.Available(ctx); err != nil {
+		return "", fmt.Errorf("lab image: %w", err)
+	}
 	unlock, err := flock.Lock(ctx, filepath.Join(os.TempDir(), "orch-lab-image.lock"))
 	if err != nil {
 		return "", err
