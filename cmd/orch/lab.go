@@ -17,8 +17,11 @@ import (
 // knows to use the lab again.
 const labInventoryName = "lab"
 
+// labOptions aims lab commands at the lab in the state dir. ORCH_LAB_PREFIX
+// names another lab's network and containers, so that several labs (a
+// test's and yours) can run side by side.
 func (c *cli) labOptions() lab.Options {
-	return lab.Options{StateDir: engine.StateDir(), Logf: func(format string, args ...any) {
+	return lab.Options{StateDir: engine.StateDir(), Prefix: os.Getenv("ORCH_LAB_PREFIX"), Logf: func(format string, args ...any) {
 		c.log.Info(fmt.Sprintf(format, args...))
 	}}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -38,9 +39,27 @@ func TestScripts(t *testing.T) {
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("ORCH_STATE", filepath.Join(env.WorkDir, ".orch"))
 			env.Setenv("HOME", env.WorkDir) // no ~/.ssh/config or known_hosts of the machine
+			// A lab of the tests' own, beside any lab the developer runs.
+			env.Setenv("ORCH_LAB_PREFIX", fmt.Sprintf("orch-labtest-cli-%d", os.Getpid()))
 			return nil
 		},
-		Cmds: map[string]func(*testscript.TestScript, bool, []string){"fleet": fleetCmd},
+		Cmds: map[string]func(*testscript.TestScript, bool, []string){
+			"fleet": fleetCmd,
+			// defer-lab-down removes the script's lab when the script ends.
+			"defer-lab-down": func(ts *testscript.TestScript, neg bool, args []string) {
+				ts.Defer(func() {
+					if err := ts.Exec("orch", "lab", "down"); err != nil {
+						ts.Logf("lab down: %v", err)
+					}
+				})
+			},
+		},
+		Condition: func(cond string) (bool, error) {
+			if cond == "docker" {
+				return exec.Command("docker", "info").Run() == nil, nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
+		},
 	})
 }
 
