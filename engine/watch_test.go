@@ -17,7 +17,7 @@ type restarter struct {
 	Log   string   `arg:"log,required"`
 }
 
-func (r *restarter) Watches() []string                { return r.Watch }
+func (r *restarter) Watches() []string                 { return r.Watch }
 func (r *restarter) Probe(modules.ProbeRequest) string { return "" }
 func (r *restarter) Check(req modules.CheckRequest, resp *modules.CheckResponse) {
 	if !req.Triggered {

@@ -15,6 +15,11 @@
 // inventory.yaml / inventory.ini for users. Docker objects carry the label
 // dev.orch.lab=<prefix> so that Down finds everything Up made.
 //
+// The lab cloud runs as a background process of the orch binary (`orch lab
+// serve-cloud --state DIR`, which calls ServeCloud) so that it outlives `orch
+// lab up`. Its machines come from Machines, which applies the cloud-init
+// subset described in cloudinit.go.
+//
 // The library never prints: progress goes to Options.Logf.
 package lab
 

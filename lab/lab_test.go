@@ -117,16 +117,29 @@ func run(m *testing.M) int {
 
 func logf(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }
 
-// sweepStaleLabs removes what test binaries that crashed left behind.
+// sweepStaleLabs removes what test binaries that crashed left behind: their
+// state dirs, containers and networks.
 func sweepStaleLabs() {
+	stale := func(prefix string) bool {
+		pid, err := strconv.Atoi(strings.TrimPrefix(prefix, testPrefix))
+		return strings.HasPrefix(prefix, testPrefix) && err == nil && syscall.Kill(pid, 0) != nil
+	}
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "orch-lab-test-*"))
+	for _, dir := range dirs {
+		var st struct{ Prefix string }
+		data, _ := os.ReadFile(filepath.Join(dir, "lab", "lab.json"))
+		if json.Unmarshal(data, &st) == nil && stale(st.Prefix) {
+			logf("lab tests: removing the stale test lab %s", st.Prefix)
+			lab.Down(context.Background(), lab.Options{StateDir: dir, Prefix: st.Prefix})
+			os.RemoveAll(dir)
+		}
+	}
 	out, _ := exec.Command("docker", "network", "ls", "--filter", "label=dev.orch.lab", "--format", `{{.Label "dev.orch.lab"}}`).Output()
 	for _, prefix := range strings.Fields(string(out)) {
-		pid, err := strconv.Atoi(strings.TrimPrefix(prefix, testPrefix))
-		if !strings.HasPrefix(prefix, testPrefix) || err != nil || syscall.Kill(pid, 0) == nil {
-			continue
+		if stale(prefix) {
+			logf("lab tests: removing the stale test lab %s", prefix)
+			lab.Down(context.Background(), lab.Options{StateDir: filepath.Join(os.TempDir(), "orch-lab-test-none"), Prefix: prefix})
 		}
-		logf("lab tests: removing the stale test lab %s", prefix)
-		lab.Down(context.Background(), lab.Options{StateDir: os.TempDir() + "/orch-lab-test-stale", Prefix: prefix})
 	}
 }
 
