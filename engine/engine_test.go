@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/orch-dev/orch/engine/conn"
 	"github.com/orch-dev/orch/inventory"
@@ -345,5 +347,67 @@ def main(ctx):
 	}
 	if p := rec.of("print"); len(p) != 1 || p[0].Msg != "linux True" || p[0].Host != "h1" {
 		t.Errorf("print: %+v", p)
+	}
+}
+
+// TestKilledRunLeavesNoStuckLock: a run killed without cleanup leaves its
+// lock behind; the next run sees its process is gone and takes the lock.
+func TestKilledRunLeavesNoStuckLock(t *testing.T) {
+	inv, _ := localInventory(t, 1)
+	state := t.TempDir()
+	plan := writeFile(t, "plan.star", "def main(ctx):\n    pass\n")
+	p, err := plans.Load(plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	// Take the lock, then forge its holder into a process that has exited.
+	j, err := openJournal(p, Options{StateDir: state, Inventories: []string{"inv"}, RunID: "killed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := exec.Command("true")
+	dead.Run()
+	host, _ := os.Hostname()
+	os.WriteFile(j.lock, []byte(fmt.Sprintf(`{"run_id":"killed","pid":%d,"host":%q}`, dead.Process.Pid, host)), 0o600)
+	if _, err := Run(context.Background(), p, inv, Options{StateDir: state, Inventories: []string{"inv"}}); err != nil {
+		t.Fatalf("run after a killed run: %v", err)
+	}
+}
+
+func TestCancelEndsRemoteWork(t *testing.T) {
+	inv, dir := localInventory(t, 1)
+	started := filepath.Join(dir, "started")
+	// A sleep whose argument is unique to this test, to find it in /proc.
+	nap := fmt.Sprintf("30.%d", os.Getpid())
+	plan := writeFile(t, "plan.star", `
+def main(ctx):
+    ctx.apply("all", lambda h: command("touch `+started+`; sleep `+nap+`"))
+`)
+	p, err := plans.Load(plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { // cancel once the remote command is running
+		for range 1000 {
+			if _, err := os.Stat(started); err == nil {
+				cancel()
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	_, err = Run(ctx, p, inv, Options{StateDir: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "context canceled") {
+		t.Fatalf("err = %v", err)
+	}
+	// Nothing the task started may outlive the cancelled run.
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, f := range procs {
+		if b, _ := os.ReadFile(f); string(b) == "sleep\x00"+nap+"\x00" {
+			t.Errorf("still running after cancel: %s", f)
+		}
 	}
 }
