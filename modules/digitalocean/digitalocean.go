@@ -26,11 +26,10 @@ import (
 	"time"
 
 	"github.com/digitalocean/godo"
-	"golang.org/x/crypto/ssh"
-	"golang.org/x/crypto/ssh/knownhosts"
 	"golang.org/x/oauth2"
 
 	"github.com/orch-dev/orch/inventory"
+	"github.com/orch-dev/orch/modules/internal/cloud"
 )
 
 // Environment variables read by NewFromEnv.
@@ -59,11 +58,10 @@ type Config struct {
 
 // Client calls the DigitalOcean API. It is safe for concurrent use.
 type Client struct {
-	api      *godo.Client
-	token    string // kept only to scrub it from errors
-	poll     time.Duration
-	attempts int
-	delay    time.Duration
+	api   *godo.Client
+	token string // kept only to scrub it from errors
+	poll  time.Duration
+	retry cloud.Retry
 }
 
 // NewFromEnv returns a client for DIGITALOCEAN_TOKEN and, when set,
@@ -77,11 +75,7 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Token == "" {
 		return nil, errors.New("digitalocean: no API token (set " + TokenEnv + ")")
 	}
-	hc := &http.Client{Timeout: 2 * time.Minute}
-	if cfg.HTTPClient != nil {
-		copied := *cfg.HTTPClient
-		hc = &copied
-	}
+	hc := cloud.HTTPClient(cfg.HTTPClient)
 	hc.Transport = &oauth2.Transport{
 		Source: oauth2.StaticTokenSource(&oauth2.Token{AccessToken: cfg.Token}),
 		Base:   hc.Transport,
@@ -97,15 +91,9 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("digitalocean: bad API URL: %w", err)
 	}
-	c := &Client{api: api, token: cfg.Token, poll: cfg.PollInterval, attempts: cfg.Attempts, delay: cfg.RetryDelay}
+	c := &Client{api: api, token: cfg.Token, poll: cfg.PollInterval, retry: cloud.NewRetry(cfg.Attempts, cfg.RetryDelay)}
 	if c.poll <= 0 {
 		c.poll = 500 * time.Millisecond
-	}
-	if c.attempts <= 0 {
-		c.attempts = 8
-	}
-	if c.delay <= 0 {
-		c.delay = time.Second
 	}
 	return c, nil
 }
@@ -132,46 +120,19 @@ type Droplet struct {
 // Address the public IPv4 address, User root, and Vars hold droplet_id and
 // tags.
 func (d Droplet) Host() *inventory.Host {
-	return &inventory.Host{
-		Name:    d.Name,
-		Address: d.IPv4,
-		User:    "root",
-		Vars:    map[string]any{"droplet_id": d.ID, "tags": slices.Clone(d.Tags)},
-	}
+	return cloud.Host(d.Name, d.IPv4, d.Tags, "droplet_id", d.ID)
 }
 
 // KnownHostsLine returns the known_hosts line that pins HostKey for the
 // droplet's address, or "" when the host key is not known.
 func (d Droplet) KnownHostsLine() string {
-	if d.HostKey == "" || d.IPv4 == "" {
-		return ""
-	}
-	key, _, _, _, err := ssh.ParseAuthorizedKey([]byte(d.HostKey))
-	if err != nil {
-		return ""
-	}
-	return knownhosts.Line([]string{knownhosts.Normalize(d.IPv4)}, key)
+	return cloud.KnownHostsLine(d.IPv4, d.HostKey)
 }
 
 // IDFromHost returns the droplet_id var of a host that Create or Droplets
 // returned.
 func IDFromHost(h *inventory.Host) (int, error) {
-	if h == nil {
-		return 0, errors.New("digitalocean: no host")
-	}
-	switch v := h.Vars["droplet_id"].(type) {
-	case int:
-		return v, nil
-	case int64:
-		return int(v), nil
-	case float64:
-		return int(v), nil
-	case string:
-		if id, err := strconv.Atoi(v); err == nil {
-			return id, nil
-		}
-	}
-	return 0, fmt.Errorf("digitalocean: host %s has no droplet_id var", h.Name)
+	return cloud.IDFromHost(h, "digitalocean", "droplet_id")
 }
 
 // CreateRequest is what Create makes: one droplet per name.
@@ -253,7 +214,7 @@ func (r CreateRequest) validate() error {
 // replayed: a create that failed with a 5xx may have gone through, so every
 // retry first looks the name up again.
 func (c *Client) createOne(ctx context.Context, req CreateRequest, name string) (Droplet, error) {
-	userData, pinned, err := withHostKey(req.UserData, newHostKey)
+	userData, pinned, err := withHostKey(req.UserData, cloud.NewHostKey)
 	if err != nil {
 		return Droplet{}, err
 	}
@@ -290,7 +251,7 @@ func (c *Client) createOne(ctx context.Context, req CreateRequest, name string) 
 		if !ok {
 			return Droplet{}, err
 		}
-		if perr := c.pause(ctx, attempt, wait); perr != nil {
+		if perr := c.retry.Pause(ctx, attempt, wait); perr != nil {
 			return Droplet{}, fmt.Errorf("%w (%v)", err, perr)
 		}
 	}
@@ -361,10 +322,10 @@ func (c *Client) waitActive(ctx context.Context, ds []Droplet) error {
 		if pending == 0 {
 			return nil
 		}
-		if err := sleep(ctx, wait); err != nil {
+		if err := cloud.Sleep(ctx, wait); err != nil {
 			return fmt.Errorf("digitalocean.create: waiting for %d droplet(s) to become active: %w", pending, err)
 		}
-		wait = min(wait*3/2, 5*time.Second)
+		wait = cloud.NextPoll(wait)
 	}
 }
 
@@ -488,10 +449,10 @@ func (c *Client) Rename(ctx context.Context, id int, name string) (Droplet, erro
 func (c *Client) waitAction(ctx context.Context, a *godo.Action, get func() (*godo.Action, error)) error {
 	wait := c.poll
 	for a.Status == godo.ActionInProgress {
-		if err := sleep(ctx, wait); err != nil {
+		if err := cloud.Sleep(ctx, wait); err != nil {
 			return fmt.Errorf("waiting for action %d (%s): %w", a.ID, a.Type, err)
 		}
-		wait = min(wait*3/2, 5*time.Second)
+		wait = cloud.NextPoll(wait)
 		err := c.call(ctx, func() error {
 			var err error
 			a, err = get()
@@ -545,11 +506,7 @@ func fromAPI(gd *godo.Droplet) Droplet {
 	return d
 }
 
-// scrub keeps the token out of err: should a server ever echo it, the
-// message is rewritten and the chain, which still holds it, is dropped.
+// scrub keeps the token out of err.
 func (c *Client) scrub(err error) error {
-	if err == nil || c.token == "" || !strings.Contains(err.Error(), c.token) {
-		return err
-	}
-	return errors.New(strings.ReplaceAll(err.Error(), c.token, "[redacted]"))
+	return cloud.Scrub(err, c.token)
 }

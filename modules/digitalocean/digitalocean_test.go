@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -12,10 +11,9 @@ import (
 
 	"github.com/digitalocean/godo"
 	"golang.org/x/crypto/ssh"
-	"golang.org/x/crypto/ssh/knownhosts"
-	"gopkg.in/yaml.v3"
 
 	"github.com/orch-dev/orch/lab/cloud/cloudtest"
+	"github.com/orch-dev/orch/modules/internal/cloud/cloudtesting"
 )
 
 // testClient talks to url with fast polls and retries.
@@ -43,13 +41,8 @@ ssh_authorized_keys:
 // cloudConfig decodes user data the way cloud-init reads it.
 func cloudConfig(t *testing.T, userData []byte) map[string]any {
 	t.Helper()
-	if !strings.HasPrefix(string(userData), "#cloud-config\n") {
-		t.Fatalf("user data is not cloud-config: %q", userData)
-	}
 	var cfg map[string]any
-	if err := yaml.Unmarshal(userData, &cfg); err != nil {
-		t.Fatal(err)
-	}
+	cloudtesting.CloudConfig(t, userData, &cfg)
 	return cfg
 }
 
@@ -96,14 +89,7 @@ func TestCreatePinsHostKeysAndKeepsUserData(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		path := t.TempDir() + "/known_hosts"
-		if err := os.WriteFile(path, []byte(d.KnownHostsLine()+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		check, err := knownhosts.New(path)
-		if err != nil {
-			t.Fatal(err)
-		}
+		check := cloudtesting.HostKeyCallback(t, d.KnownHostsLine())
 		if err := check(d.IPv4+":22", &net.TCPAddr{IP: net.ParseIP(d.IPv4), Port: 22}, signer.PublicKey()); err != nil {
 			t.Errorf("pinned key rejected: %v", err)
 		}

@@ -1,44 +1,14 @@
 package digitalocean
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"strings"
 
-	"golang.org/x/crypto/ssh"
 	"gopkg.in/yaml.v3"
+
+	"github.com/orch-dev/orch/modules/internal/cloud"
 )
-
-// hostKey is an SSH host key made on the controller for a new droplet, so
-// that the first connection to it can be verified strictly.
-type hostKey struct {
-	private string // OpenSSH PEM
-	public  string // authorized_keys format: "ssh-ed25519 AAAA…"
-}
-
-func newHostKey() (hostKey, error) {
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return hostKey{}, err
-	}
-	block, err := ssh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		return hostKey{}, err
-	}
-	sshPub, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		return hostKey{}, err
-	}
-	return hostKey{
-		private: string(pem.EncodeToMemory(block)),
-		public:  strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshPub))),
-	}, nil
-}
-
-const cloudConfigHeader = "#cloud-config"
 
 // maxUserData is the API's limit on user_data.
 const maxUserData = 64 << 10
@@ -54,22 +24,16 @@ const maxUserData = 64 << 10
 //     is sent unchanged;
 //   - any other user data (a shell script, MIME multi-part, #include) is
 //     refused: orch could not pin the host key.
-func withHostKey(userData string, newKey func() (hostKey, error)) (data, pinned string, err error) {
+func withHostKey(userData string, newKey func() (cloud.HostKey, error)) (data, pinned string, err error) {
 	if strings.TrimSpace(userData) == "" {
 		k, err := newKey()
 		if err != nil {
 			return "", "", err
 		}
-		var b strings.Builder
-		b.WriteString(cloudConfigHeader + "\nssh_keys:\n  ed25519_private: |\n")
-		for _, line := range strings.Split(strings.TrimSpace(k.private), "\n") {
-			fmt.Fprintf(&b, "    %s\n", line)
-		}
-		fmt.Fprintf(&b, "  ed25519_public: %s\n", k.public)
-		return b.String(), k.public, nil
+		return k.CloudConfig(), k.Public, nil
 	}
 	first, rest, _ := strings.Cut(userData, "\n")
-	if strings.TrimSpace(first) != cloudConfigHeader {
+	if strings.TrimSpace(first) != cloud.CloudConfigHeader {
 		return "", "", errors.New("user_data must be empty or a #cloud-config document, so that the droplet's SSH host key can be pinned")
 	}
 	var doc yaml.Node
@@ -106,9 +70,9 @@ func withHostKey(userData string, newKey func() (hostKey, error)) (data, pinned 
 	if err != nil {
 		return "", "", err
 	}
-	priv := scalar(k.private)
+	priv := scalar(k.Private)
 	priv.Style = yaml.LiteralStyle
-	keys.Content = append(keys.Content, scalar("ed25519_private"), priv, scalar("ed25519_public"), scalar(k.public))
+	keys.Content = append(keys.Content, scalar("ed25519_private"), priv, scalar("ed25519_public"), scalar(k.Public))
 	var b strings.Builder
 	enc := yaml.NewEncoder(&b)
 	enc.SetIndent(2)
@@ -118,7 +82,7 @@ func withHostKey(userData string, newKey func() (hostKey, error)) (data, pinned 
 	if err := enc.Close(); err != nil {
 		return "", "", err
 	}
-	return cloudConfigHeader + "\n" + b.String(), k.public, nil
+	return cloud.CloudConfigHeader + "\n" + b.String(), k.Public, nil
 }
 
 func mapValue(m *yaml.Node, key string) *yaml.Node {

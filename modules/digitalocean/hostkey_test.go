@@ -5,14 +5,16 @@ import (
 	"testing"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/orch-dev/orch/modules/internal/cloud"
 )
 
-var fixedKey = hostKey{
-	private: "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\nBBBB\n-----END OPENSSH PRIVATE KEY-----\n",
-	public:  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFixed",
+var fixedKey = cloud.HostKey{
+	Private: "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\nBBBB\n-----END OPENSSH PRIVATE KEY-----\n",
+	Public:  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFixed",
 }
 
-func fixed() (hostKey, error) { return fixedKey, nil }
+func fixed() (cloud.HostKey, error) { return fixedKey, nil }
 
 func TestWithHostKey(t *testing.T) {
 	tests := []struct {
@@ -21,10 +23,10 @@ func TestWithHostKey(t *testing.T) {
 		wantErr    string
 		check      func(t *testing.T, out string, cfg map[string]any)
 	}{
-		{name: "empty", in: "", wantPinned: fixedKey.public},
-		{name: "blank", in: "\n  \n", wantPinned: fixedKey.public},
+		{name: "empty", in: "", wantPinned: fixedKey.Public},
+		{name: "blank", in: "\n  \n", wantPinned: fixedKey.Public},
 		{
-			name: "merged into a cloud-config", wantPinned: fixedKey.public,
+			name: "merged into a cloud-config", wantPinned: fixedKey.Public,
 			in: "#cloud-config\n# keep me\nruncmd:\n  - echo hi # and me\npackages: [nginx]\n",
 			check: func(t *testing.T, out string, cfg map[string]any) {
 				if cfg["runcmd"] == nil || cfg["packages"] == nil {
@@ -36,7 +38,7 @@ func TestWithHostKey(t *testing.T) {
 			},
 		},
 		{
-			name: "other host key types are kept", wantPinned: fixedKey.public,
+			name: "other host key types are kept", wantPinned: fixedKey.Public,
 			in: "#cloud-config\nssh_keys:\n  rsa_private: secret\n  rsa_public: ssh-rsa AAAA\n",
 			check: func(t *testing.T, out string, cfg map[string]any) {
 				if cfg["ssh_keys"].(map[string]any)["rsa_public"] != "ssh-rsa AAAA" {
@@ -44,9 +46,9 @@ func TestWithHostKey(t *testing.T) {
 				}
 			},
 		},
-		{name: "null ssh_keys", in: "#cloud-config\nssh_keys:\n", wantPinned: fixedKey.public},
-		{name: "empty cloud-config", in: "#cloud-config\n", wantPinned: fixedKey.public},
-		{name: "CRLF header", in: "#cloud-config\r\nruncmd: [ls]\r\n", wantPinned: fixedKey.public},
+		{name: "null ssh_keys", in: "#cloud-config\nssh_keys:\n", wantPinned: fixedKey.Public},
+		{name: "empty cloud-config", in: "#cloud-config\n", wantPinned: fixedKey.Public},
+		{name: "CRLF header", in: "#cloud-config\r\nruncmd: [ls]\r\n", wantPinned: fixedKey.Public},
 		{
 			name: "the user's own key is pinned", wantPinned: "ssh-ed25519 AAAAUser",
 			in: "#cloud-config\nssh_keys:\n  ed25519_private: |\n    x\n  ed25519_public: ssh-ed25519 AAAAUser\n",
@@ -89,7 +91,7 @@ func TestWithHostKey(t *testing.T) {
 			if keys["ed25519_public"] != tt.wantPinned {
 				t.Errorf("ssh_keys = %v\n%s", keys, out)
 			}
-			if tt.wantPinned == fixedKey.public && keys["ed25519_private"] != fixedKey.private {
+			if tt.wantPinned == fixedKey.Public && keys["ed25519_private"] != fixedKey.Private {
 				t.Errorf("private key = %q\n%s", keys["ed25519_private"], out)
 			}
 			if tt.check != nil {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/orch-dev/orch/inventory"
 	"github.com/orch-dev/orch/modules"
+	"github.com/orch-dev/orch/modules/internal/cloud"
 )
 
 func init() {
@@ -66,18 +67,9 @@ func (c *createCall) Call(ctx context.Context, env *modules.Env) (any, error) {
 // record hands droplets to the engine with their pinned host keys, even
 // when Create failed part way, so they are known and can be cleaned up.
 func record(env *modules.Env, ds []Droplet) ([]*inventory.Host, error) {
-	hosts := make([]*inventory.Host, 0, len(ds))
-	for _, d := range ds {
-		h := d.Host()
-		if err := env.Hosts.AddHost(h, d.KnownHostsLine()); err != nil {
-			return hosts, err
-		}
-		if d.Created {
-			env.Logf("digitalocean.create: created %s (%s)", d.Name, d.IPv4)
-		}
-		hosts = append(hosts, h)
-	}
-	return hosts, nil
+	return cloud.Record(env, "digitalocean.create", ds, func(d Droplet) (*inventory.Host, string, bool) {
+		return d.Host(), d.KnownHostsLine(), d.Created
+	})
 }
 
 type dropletsCall struct {
@@ -126,30 +118,11 @@ type deleteCall struct {
 }
 
 func (c *deleteCall) Call(ctx context.Context, env *modules.Env) (any, error) {
-	ids := make([]int, len(c.Hosts))
-	for i, h := range c.Hosts {
-		id, err := IDFromHost(h)
+	return nil, cloud.Delete(ctx, env, "digitalocean.delete", c.Hosts, IDFromHost, func(ctx context.Context, ids []int) error {
+		cl, err := NewFromEnv()
 		if err != nil {
-			return nil, err
+			return err
 		}
-		ids[i] = id
-	}
-	if env.Check {
-		for _, h := range c.Hosts {
-			env.Logf("check: digitalocean.delete would delete %s", h.Name)
-		}
-		return nil, nil
-	}
-	cl, err := NewFromEnv()
-	if err != nil {
-		return nil, err
-	}
-	if err := cl.Delete(ctx, ids...); err != nil {
-		return nil, err
-	}
-	for _, h := range c.Hosts {
-		env.Hosts.RemoveHost(h.Name)
-		env.Logf("digitalocean.delete: deleted %s", h.Name)
-	}
-	return nil, nil
+		return cl.Delete(ctx, ids...)
+	})
 }

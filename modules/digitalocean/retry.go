@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/digitalocean/godo"
+
+	"github.com/orch-dev/orch/modules/internal/cloud"
 )
 
 // retryable says whether err is worth retrying and how long the API asked
@@ -33,7 +33,7 @@ func retryable(err error) (time.Duration, bool) {
 	default:
 		return 0, false
 	}
-	return retryAfter(er.Response.Header.Get("Retry-After")), true
+	return cloud.RetryAfter(er.Response.Header.Get("Retry-After")), true
 }
 
 // call runs op until it succeeds, fails for good, runs out of attempts or
@@ -45,62 +45,8 @@ func (c *Client) call(ctx context.Context, op func() error) error {
 		if !ok {
 			return err
 		}
-		if perr := c.pause(ctx, attempt, wait); perr != nil {
+		if perr := c.retry.Pause(ctx, attempt, wait); perr != nil {
 			return fmt.Errorf("%w (%v)", err, perr)
 		}
-	}
-}
-
-// pause waits before retry number attempt+1, or says why not to retry.
-func (c *Client) pause(ctx context.Context, attempt int, wait time.Duration) error {
-	if attempt >= c.attempts {
-		return fmt.Errorf("giving up after %d attempts", attempt)
-	}
-	if wait == 0 {
-		wait = backoff(c.delay, 30*time.Second, attempt)
-	}
-	if err := sleep(ctx, wait); err != nil {
-		return fmt.Errorf("stopped retrying: %w", err)
-	}
-	return nil
-}
-
-// retryAfter parses a Retry-After header: seconds or an HTTP date. Waits are
-// capped at two minutes; the caller's context bounds them further.
-func retryAfter(v string) time.Duration {
-	if v == "" {
-		return 0
-	}
-	var d time.Duration
-	if secs, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
-		d = time.Duration(secs) * time.Second
-	} else if at, err := http.ParseTime(v); err == nil {
-		d = time.Until(at)
-	}
-	return min(max(d, 0), 2*time.Minute)
-}
-
-// backoff is the wait before retry number attempt: first doubling, capped,
-// with jitter so that parallel callers spread out.
-func backoff(first, limit time.Duration, attempt int) time.Duration {
-	d := first
-	for i := 1; i < attempt && d < limit; i++ {
-		d *= 2
-	}
-	d = min(d, limit)
-	return d/2 + rand.N(d/2+1)
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }

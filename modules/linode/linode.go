@@ -14,21 +14,20 @@ package linode
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/linode/linodego"
-	"golang.org/x/crypto/ssh"
-	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/orch-dev/orch/inventory"
+	"github.com/orch-dev/orch/modules/internal/cloud"
 )
 
 // Environment variables read by NewFromEnv.
@@ -72,23 +71,12 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Token == "" {
 		return nil, errors.New("linode: no API token (set " + TokenEnv + ")")
 	}
-	hc := &http.Client{Timeout: 2 * time.Minute}
-	if cfg.HTTPClient != nil {
-		copied := *cfg.HTTPClient
-		hc = &copied
-	}
+	hc := cloud.HTTPClient(cfg.HTTPClient)
 	base := hc.Transport
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	rt := &retryTransport{base: base, attempts: cfg.Attempts, delay: cfg.RetryDelay, maxDelay: 30 * time.Second}
-	if rt.attempts <= 0 {
-		rt.attempts = 8
-	}
-	if rt.delay <= 0 {
-		rt.delay = time.Second
-	}
-	hc.Transport = rt
+	hc.Transport = &retryTransport{base: base, retry: cloud.NewRetry(cfg.Attempts, cfg.RetryDelay)}
 
 	api := linodego.NewClient(hc)
 	// retryTransport retries, quietly. With resty's retries off, linodego
@@ -132,46 +120,19 @@ type Instance struct {
 // Host returns the instance as an inventory host: Name is the label,
 // Address the IPv4 address, User root, and Vars hold linode_id and tags.
 func (i Instance) Host() *inventory.Host {
-	return &inventory.Host{
-		Name:    i.Label,
-		Address: i.IPv4,
-		User:    "root",
-		Vars:    map[string]any{"linode_id": i.ID, "tags": slices.Clone(i.Tags)},
-	}
+	return cloud.Host(i.Label, i.IPv4, i.Tags, "linode_id", i.ID)
 }
 
 // KnownHostsLine returns the known_hosts line that pins HostKey for the
 // instance's address, or "" when the host key is not known.
 func (i Instance) KnownHostsLine() string {
-	if i.HostKey == "" || i.IPv4 == "" {
-		return ""
-	}
-	key, _, _, _, err := ssh.ParseAuthorizedKey([]byte(i.HostKey))
-	if err != nil {
-		return ""
-	}
-	return knownhosts.Line([]string{knownhosts.Normalize(i.IPv4)}, key)
+	return cloud.KnownHostsLine(i.IPv4, i.HostKey)
 }
 
 // IDFromHost returns the linode_id var of a host that Create or Instances
 // returned.
 func IDFromHost(h *inventory.Host) (int, error) {
-	if h == nil {
-		return 0, errors.New("linode: no host")
-	}
-	switch v := h.Vars["linode_id"].(type) {
-	case int:
-		return v, nil
-	case int64:
-		return int(v), nil
-	case float64:
-		return int(v), nil
-	case string:
-		if id, err := strconv.Atoi(v); err == nil {
-			return id, nil
-		}
-	}
-	return 0, fmt.Errorf("linode: host %s has no linode_id var", h.Name)
+	return cloud.IDFromHost(h, "linode", "linode_id")
 }
 
 // CreateRequest is what Create makes: one instance per label.
@@ -241,7 +202,7 @@ func (r CreateRequest) validate() error {
 }
 
 func (c *Client) createOne(ctx context.Context, req CreateRequest, label string) (Instance, error) {
-	key, err := newHostKey()
+	key, err := cloud.NewHostKey()
 	if err != nil {
 		return Instance{}, err
 	}
@@ -253,7 +214,7 @@ func (c *Client) createOne(ctx context.Context, req CreateRequest, label string)
 		RootPass:       randomPassword(),
 		AuthorizedKeys: req.AuthorizedKeys,
 		Tags:           req.Tags,
-		Metadata:       &linodego.InstanceMetadataOptions{UserData: base64.StdEncoding.EncodeToString([]byte(key.cloudConfig()))},
+		Metadata:       &linodego.InstanceMetadataOptions{UserData: base64.StdEncoding.EncodeToString([]byte(key.CloudConfig()))},
 	})
 	if err != nil && labelTaken(err) {
 		// A retried POST whose first try went through, or a concurrent
@@ -262,7 +223,7 @@ func (c *Client) createOne(ctx context.Context, req CreateRequest, label string)
 		found, lerr := c.byLabel(ctx, []string{label})
 		if lerr == nil {
 			if in, ok := found[label]; ok {
-				in.HostKey, in.Created = key.public, true
+				in.HostKey, in.Created = key.Public, true
 				return in, nil
 			}
 		}
@@ -271,8 +232,14 @@ func (c *Client) createOne(ctx context.Context, req CreateRequest, label string)
 		return Instance{}, err
 	}
 	in := fromAPI(li)
-	in.HostKey, in.Created = key.public, true
+	in.HostKey, in.Created = key.Public, true
 	return in, nil
+}
+
+// randomPassword is a root password nobody knows: the API wants one with an
+// image, and access goes through authorized keys.
+func randomPassword() string {
+	return "Orch-" + rand.Text() + "-" + rand.Text()
 }
 
 func labelTaken(err error) bool {
@@ -336,10 +303,10 @@ func (c *Client) waitRunning(ctx context.Context, ins []Instance) error {
 		if pending == 0 {
 			return nil
 		}
-		if err := sleep(ctx, wait); err != nil {
+		if err := cloud.Sleep(ctx, wait); err != nil {
 			return fmt.Errorf("linode.create: waiting for %d instance(s) to run: %w", pending, err)
 		}
-		wait = min(wait*3/2, 5*time.Second)
+		wait = cloud.NextPoll(wait)
 	}
 }
 
@@ -417,11 +384,7 @@ func fromAPI(li *linodego.Instance) Instance {
 	return in
 }
 
-// scrub keeps the token out of err: should a server ever echo it, the
-// message is rewritten and the chain, which still holds it, is dropped.
+// scrub keeps the token out of err.
 func (c *Client) scrub(err error) error {
-	if err == nil || c.token == "" || !strings.Contains(err.Error(), c.token) {
-		return err
-	}
-	return errors.New(strings.ReplaceAll(err.Error(), c.token, "[redacted]"))
+	return cloud.Scrub(err, c.token)
 }

@@ -4,17 +4,16 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
-	"golang.org/x/crypto/ssh/knownhosts"
-	"gopkg.in/yaml.v3"
 
 	"github.com/orch-dev/orch/lab/cloud/cloudtest"
+	"github.com/orch-dev/orch/modules/internal/cloud"
+	"github.com/orch-dev/orch/modules/internal/cloud/cloudtesting"
 )
 
 // testClient talks to url with fast polls and retries.
@@ -35,15 +34,10 @@ var nsRequest = CreateRequest{
 // pinnedKey returns the host key pair that the machine's cloud-init user data installs.
 func pinnedKey(t *testing.T, userData []byte) (private, public string) {
 	t.Helper()
-	if !strings.HasPrefix(string(userData), "#cloud-config\n") {
-		t.Fatalf("user data is not cloud-config: %q", userData)
-	}
 	var cfg struct {
 		SSHKeys map[string]string `yaml:"ssh_keys"`
 	}
-	if err := yaml.Unmarshal(userData, &cfg); err != nil {
-		t.Fatal(err)
-	}
+	cloudtesting.CloudConfig(t, userData, &cfg)
 	return cfg.SSHKeys["ed25519_private"], cfg.SSHKeys["ed25519_public"]
 }
 
@@ -88,13 +82,13 @@ func TestCreatePinsHostKeys(t *testing.T) {
 		if !strings.HasPrefix(line, in.IPv4+" ssh-ed25519 ") {
 			t.Errorf("known_hosts line = %q", line)
 		}
-		check := hostKeyCallback(t, line)
+		check := cloudtesting.HostKeyCallback(t, line)
 		remote := &net.TCPAddr{IP: net.ParseIP(in.IPv4), Port: 22}
 		if err := check(in.IPv4+":22", remote, signer.PublicKey()); err != nil {
 			t.Errorf("pinned key rejected: %v", err)
 		}
-		other, _ := newHostKey()
-		otherKey, _, _, _, _ := ssh.ParseAuthorizedKey([]byte(other.public))
+		other, _ := cloud.NewHostKey()
+		otherKey, _, _, _, _ := ssh.ParseAuthorizedKey([]byte(other.Public))
 		if err := check(in.IPv4+":22", remote, otherKey); err == nil {
 			t.Errorf("a different key was accepted")
 		}
@@ -110,19 +104,6 @@ func TestCreatePinsHostKeys(t *testing.T) {
 	if got[0].HostKey == got[1].HostKey {
 		t.Error("two instances share a host key")
 	}
-}
-
-func hostKeyCallback(t *testing.T, line string) ssh.HostKeyCallback {
-	t.Helper()
-	path := t.TempDir() + "/known_hosts"
-	if err := os.WriteFile(path, []byte(line+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cb, err := knownhosts.New(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cb
 }
 
 func TestCreateIsIdempotent(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/orch-dev/orch/inventory"
 	"github.com/orch-dev/orch/modules"
+	"github.com/orch-dev/orch/modules/internal/cloud"
 )
 
 func init() {
@@ -73,18 +74,9 @@ func checkCreate(env *modules.Env, labels []string, existing []Instance) []*inve
 // record hands instances to the engine with their pinned host keys, even
 // when Create failed part way, so they are known and can be cleaned up.
 func record(env *modules.Env, ins []Instance) ([]*inventory.Host, error) {
-	hosts := make([]*inventory.Host, 0, len(ins))
-	for _, in := range ins {
-		h := in.Host()
-		if err := env.Hosts.AddHost(h, in.KnownHostsLine()); err != nil {
-			return hosts, err
-		}
-		if in.Created {
-			env.Logf("linode.create: created %s (%s)", in.Label, in.IPv4)
-		}
-		hosts = append(hosts, h)
-	}
-	return hosts, nil
+	return cloud.Record(env, "linode.create", ins, func(in Instance) (*inventory.Host, string, bool) {
+		return in.Host(), in.KnownHostsLine(), in.Created
+	})
 }
 
 type instancesCall struct {
@@ -109,32 +101,13 @@ type deleteCall struct {
 }
 
 func (c *deleteCall) Call(ctx context.Context, env *modules.Env) (any, error) {
-	ids := make([]int, len(c.Hosts))
-	for i, h := range c.Hosts {
-		id, err := IDFromHost(h)
+	return nil, cloud.Delete(ctx, env, "linode.delete", c.Hosts, IDFromHost, func(ctx context.Context, ids []int) error {
+		cl, err := NewFromEnv()
 		if err != nil {
-			return nil, err
+			return err
 		}
-		ids[i] = id
-	}
-	if env.Check {
-		for _, h := range c.Hosts {
-			env.Logf("check: linode.delete would delete %s", h.Name)
-		}
-		return nil, nil
-	}
-	cl, err := NewFromEnv()
-	if err != nil {
-		return nil, err
-	}
-	if err := cl.Delete(ctx, ids...); err != nil {
-		return nil, err
-	}
-	for _, h := range c.Hosts {
-		env.Hosts.RemoveHost(h.Name)
-		env.Logf("linode.delete: deleted %s", h.Name)
-	}
-	return nil, nil
+		return cl.Delete(ctx, ids...)
+	})
 }
 
 type renameCall struct {

@@ -2,15 +2,14 @@ package linode
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/orch-dev/orch/modules/internal/cloud"
 )
 
 // retryTransport retries requests the Linode API turned away for now:
@@ -29,10 +28,8 @@ import (
 // unique: a replayed POST whose first try did create gets "Label must be
 // unique", which Create resolves by looking the label up.
 type retryTransport struct {
-	base     http.RoundTripper
-	attempts int
-	delay    time.Duration // first backoff; doubles up to maxDelay
-	maxDelay time.Duration
+	base  http.RoundTripper
+	retry cloud.Retry
 }
 
 func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -69,14 +66,8 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		resp.Body.Close()
-		if attempt >= t.attempts {
-			return nil, fmt.Errorf("%s, giving up after %d attempts", why, attempt)
-		}
-		if wait == 0 {
-			wait = backoff(t.delay, t.maxDelay, attempt)
-		}
-		if err := sleep(req.Context(), wait); err != nil {
-			return nil, fmt.Errorf("%s, stopped retrying: %w", why, err)
+		if err := t.retry.Pause(req.Context(), attempt, wait); err != nil {
+			return nil, fmt.Errorf("%s, %w", why, err)
 		}
 	}
 }
@@ -89,12 +80,12 @@ func retryable(resp *http.Response) (time.Duration, string) {
 	switch code {
 	case http.StatusTooManyRequests, http.StatusRequestTimeout, http.StatusInternalServerError,
 		http.StatusBadGateway, http.StatusGatewayTimeout:
-		return retryAfter(resp.Header.Get("Retry-After")), why
+		return cloud.RetryAfter(resp.Header.Get("Retry-After")), why
 	case http.StatusServiceUnavailable:
 		if resp.Header.Get("X-Maintenance-Mode") != "" {
 			return 0, "" // maintenance lasts longer than any retry budget
 		}
-		return retryAfter(resp.Header.Get("Retry-After")), why
+		return cloud.RetryAfter(resp.Header.Get("Retry-After")), why
 	case http.StatusBadRequest, http.StatusConflict, http.StatusUnprocessableEntity:
 		if code == http.StatusBadRequest && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
 			return 0, why // an HTML 400 comes from the load balancer, not the API
@@ -102,7 +93,7 @@ func retryable(resp *http.Response) (time.Duration, string) {
 		reason := peekReason(resp)
 		lower := strings.ToLower(reason)
 		if strings.Contains(lower, "busy") || strings.Contains(lower, "pending event") {
-			return retryAfter(resp.Header.Get("Retry-After")), why + ": " + reason
+			return cloud.RetryAfter(resp.Header.Get("Retry-After")), why + ": " + reason
 		}
 	}
 	return 0, ""
@@ -130,44 +121,4 @@ func peekReason(resp *http.Response) string {
 		reasons = append(reasons, e.Reason)
 	}
 	return strings.Join(reasons, "; ")
-}
-
-// retryAfter parses a Retry-After header: seconds or an HTTP date. Waits are
-// capped at two minutes; the caller's context bounds them further.
-func retryAfter(v string) time.Duration {
-	if v == "" {
-		return 0
-	}
-	var d time.Duration
-	if secs, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
-		d = time.Duration(secs) * time.Second
-	} else if at, err := http.ParseTime(v); err == nil {
-		d = time.Until(at)
-	}
-	return min(max(d, 0), 2*time.Minute)
-}
-
-// backoff is the wait before retry number attempt: first doubling, capped,
-// with jitter so that parallel callers spread out.
-func backoff(first, limit time.Duration, attempt int) time.Duration {
-	d := first
-	for i := 1; i < attempt && d < limit; i++ {
-		d *= 2
-	}
-	d = min(d, limit)
-	return d/2 + rand.N(d/2+1)
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
