@@ -235,12 +235,17 @@ func (hr *hostRun) run(ctx context.Context) (status, failure string) {
 	return "ok", ""
 }
 
-// check runs every task's probe in one exchange and lets each task decide.
+// check gathers the shared facts and runs every task's probe, all in one
+// exchange, and lets each task decide.
 func (hr *hostRun) check(ctx context.Context) ([]plannedTask, error) {
 	t0 := time.Now()
 	defer func() { hr.done.CheckMS = time.Since(t0).Milliseconds() }()
 	diff := hr.r.opts.Diff
 	b := newBatch()
+	wanted := wantedFacts(hr.tasks)
+	for i, w := range wanted {
+		b.add(-1-i, w.fact.Script(w.keys), false)
+	}
 	for i, t := range hr.tasks {
 		if probe := t.Impl.Probe(modules.ProbeRequest{Diff: diff}); probe != "" {
 			b.add(i, probe, false)
@@ -256,12 +261,22 @@ func (hr *hostRun) check(ctx context.Context) ([]plannedTask, error) {
 			return nil, fmt.Errorf("checking %s: %w (exit %d: %s)", hr.host.Name, err, res.ExitCode, strings.TrimSpace(string(res.Stderr)))
 		}
 	}
+	facts := map[modules.FactKey]any{}
+	for i, w := range wanted {
+		vals, err := w.fact.Parse(sections[-1-i].output, w.keys)
+		if err != nil {
+			return nil, fmt.Errorf("gathering %s facts on %s: %w", w.name, hr.host.Name, err)
+		}
+		for k, v := range vals {
+			facts[modules.FactKey{Fact: w.name, Key: k}] = v
+		}
+	}
 	changedPaths := map[string]bool{}
 	planned := make([]plannedTask, len(hr.tasks))
 	for i, t := range hr.tasks {
-		req := modules.CheckRequest{Diff: diff}
+		req := modules.CheckRequest{Diff: diff, Facts: facts}
 		if s := sections[i]; s != nil {
-			req.Facts, req.ProbeCode = s.output, s.code
+			req.Output, req.ProbeCode = s.output, s.code
 		}
 		if w, ok := t.Impl.(modules.Watcher); ok {
 			for _, p := range w.Watches() {
@@ -277,6 +292,45 @@ func (hr *hostRun) check(ctx context.Context) ([]plannedTask, error) {
 		}
 	}
 	return planned, nil
+}
+
+// factRequest is one shared fact and the keys a host's tasks want of it.
+type factRequest struct {
+	name string
+	fact modules.Fact
+	keys []string
+}
+
+// wantedFacts collects the shared facts that tasks read, each key once, in
+// the order tasks ask for them.
+func wantedFacts(tasks []plans.Task) []factRequest {
+	var out []factRequest
+	index := map[string]int{}
+	seen := map[modules.FactKey]bool{}
+	for _, t := range tasks {
+		fr, ok := t.Impl.(modules.FactReader)
+		if !ok {
+			continue
+		}
+		for _, k := range fr.Facts() {
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+			i, ok := index[k.Fact]
+			if !ok {
+				f, found := modules.LookupFact(k.Fact)
+				if !found {
+					panic(fmt.Sprintf("engine: task %s reads unregistered fact %q", t.Name(), k.Fact))
+				}
+				i = len(out)
+				index[k.Fact] = i
+				out = append(out, factRequest{name: k.Fact, fact: f})
+			}
+			out[i].keys = append(out[i].keys, k.Key)
+		}
+	}
+	return out
 }
 
 // apply runs the Apply snippets of the changed tasks in order, in one

@@ -48,10 +48,11 @@ type ProbeRequest struct {
 	Diff bool // the caller wants a diff, so fetch the old content too
 }
 
-// CheckRequest carries the probe's output to Check.
+// CheckRequest carries what was gathered from the host to Check.
 type CheckRequest struct {
-	Facts     []byte // stdout and stderr of the probe snippet
-	ProbeCode int    // the probe snippet's exit status
+	Output    []byte          // stdout and stderr of the task's probe snippet
+	ProbeCode int             // the probe snippet's exit status
+	Facts     map[FactKey]any // the shared facts the task asked for (FactReader)
 	Diff      bool
 	// Triggered is true when a path this task watches (Watcher) is changed
 	// by an earlier task of the same host in this run.
@@ -70,6 +71,30 @@ type CheckResponse struct {
 	// at run time that nothing was needed after all (a command guard).
 	Apply string
 	Err   error // the facts show the wanted state cannot be reached
+}
+
+// Fact is host state that many tasks read and that is far cheaper to gather
+// for all of them at once: one stat and one hash process for every path a
+// host's tasks name, rather than two processes per task. The engine runs
+// each fact's script once per host, in the same exchange as the probes.
+type Fact interface {
+	// Script returns a POSIX sh snippet that prints the fact for every key.
+	// Like a probe, it must change nothing and must not exit.
+	Script(keys []string) string
+	// Parse reads the snippet's output into one value per key.
+	Parse(out []byte, keys []string) (map[string]any, error)
+}
+
+// FactKey names one fact of one subject, such as the state of one path.
+type FactKey struct {
+	Fact string // the registered fact name, e.g. "path"
+	Key  string // the subject, e.g. "/etc/motd"
+}
+
+// FactReader is implemented by tasks that read shared facts. Check finds
+// their values in CheckRequest.Facts.
+type FactReader interface {
+	Facts() []FactKey
 }
 
 // Validator is implemented by tasks and calls that check their arguments, or
@@ -129,6 +154,7 @@ type HostRecorder interface {
 var (
 	mu       sync.RWMutex
 	registry = map[string]Info{}
+	facts    = map[string]Fact{}
 	validID  = regexp.MustCompile(`^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?$`)
 )
 
@@ -155,6 +181,24 @@ func Register(info Info) {
 		panic(fmt.Sprintf("modules: duplicate module ID %q", info.ID))
 	}
 	registry[info.ID] = info
+}
+
+// RegisterFact adds a shared fact. A duplicate name panics at start-up.
+func RegisterFact(name string, f Fact) {
+	mu.Lock()
+	defer mu.Unlock()
+	if _, dup := facts[name]; dup || name == "" {
+		panic(fmt.Sprintf("modules: duplicate or empty fact name %q", name))
+	}
+	facts[name] = f
+}
+
+// LookupFact returns the shared fact with the given name.
+func LookupFact(name string) (Fact, bool) {
+	mu.RLock()
+	defer mu.RUnlock()
+	f, ok := facts[name]
+	return f, ok
 }
 
 // Lookup returns the module with the given ID.

@@ -23,11 +23,17 @@ func NoChange(reason string) string {
 // Probes call them in the current shell, never in $(…), so that probing a
 // file costs one process for stat and one for its hash, and no subshells.
 const Prelude = `
-if command -v sha256sum >/dev/null 2>&1; then _orch_sha256() { sha256sum "$1"; }
-elif command -v sha256 >/dev/null 2>&1; then _orch_sha256() { sha256 -r "$1"; }
-else _orch_sha256() { openssl dgst -sha256 -r "$1"; }; fi
-if stat -c %a / >/dev/null 2>&1; then _orch_stat() { stat -c '%a %U %G' "$1"; }
-else _orch_stat() { stat -f '%Lp %Su %Sg' "$1"; }; fi
+if command -v sha256sum >/dev/null 2>&1; then _orch_sha256() { sha256sum "$@"; }
+elif command -v sha256 >/dev/null 2>&1; then _orch_sha256() { sha256 -r "$@"; }
+else _orch_sha256() { openssl dgst -sha256 -r "$@"; }; fi
+if stat -c %a / >/dev/null 2>&1; then _orch_statall() { stat -c '%f %U %G %n' "$@" 2>/dev/null; }
+else _orch_statall() { stat -f '%Xp %Su %Sg %N' "$@" 2>/dev/null; }; fi
+_orch_hashall() { # hashes the arguments that are regular files, in order
+  _orch_n=$#
+  for p; do if [ -f "$p" ] && [ ! -L "$p" ]; then set -- "$@" "$p"; fi; done
+  shift "$_orch_n"
+  if [ $# -gt 0 ]; then _orch_sha256 "$@"; fi
+}
 _orch_b64d() {
   if command -v base64 >/dev/null 2>&1; then base64 -d; else b64decode -r; fi
 }

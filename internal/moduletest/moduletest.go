@@ -41,21 +41,41 @@ func sh(t testing.TB, snippet string, strict bool) (string, int) {
 	return out.String(), code
 }
 
-// Check probes the local machine and returns the task's decision.
+// Check gathers the task's shared facts, probes the local machine, and
+// returns the task's decision.
 func Check(t testing.TB, task modules.Task, diff bool) modules.CheckResponse {
 	t.Helper()
-	req := modules.CheckRequest{Diff: diff}
-	if probe := task.Probe(modules.ProbeRequest{Diff: diff}); probe != "" {
-		out, code := sh(t, probe, false)
-		facts, ok := strings.CutSuffix(out, marker+" probe-end\n")
-		if !ok {
-			t.Fatalf("the probe ended the script (probes must not exit):\n%s", probe)
+	req := modules.CheckRequest{Diff: diff, Facts: map[modules.FactKey]any{}}
+	if fr, ok := task.(modules.FactReader); ok {
+		for _, k := range fr.Facts() {
+			f, ok := modules.LookupFact(k.Fact)
+			if !ok {
+				t.Fatalf("unregistered fact %q", k.Fact)
+			}
+			vals, err := f.Parse([]byte(probe(t, f.Script([]string{k.Key}))), []string{k.Key})
+			if err != nil {
+				t.Fatalf("fact %s of %s: %v", k.Fact, k.Key, err)
+			}
+			req.Facts[k] = vals[k.Key]
 		}
-		req.Facts, req.ProbeCode = []byte(facts), code
+	}
+	if p := task.Probe(modules.ProbeRequest{Diff: diff}); p != "" {
+		req.Output = []byte(probe(t, p))
 	}
 	var resp modules.CheckResponse
 	task.Check(req, &resp)
 	return resp
+}
+
+// probe runs a probe or fact snippet and returns its output.
+func probe(t testing.TB, snippet string) string {
+	t.Helper()
+	out, _ := sh(t, snippet, false)
+	facts, ok := strings.CutSuffix(out, marker+" probe-end\n")
+	if !ok {
+		t.Fatalf("the snippet ended the script (probes must not exit):\n%s", snippet)
+	}
+	return facts
 }
 
 // Result is the outcome of one Converge.

@@ -101,7 +101,7 @@ func (c *Command) Probe(modules.ProbeRequest) string {
 }
 
 func (c *Command) Check(req modules.CheckRequest, resp *modules.CheckResponse) {
-	out := strings.TrimSpace(string(req.Facts))
+	out := strings.TrimSpace(string(req.Output))
 	if reason, ok := strings.CutPrefix(lastLine(out), "skip: "); ok {
 		resp.Reason = reason
 		return

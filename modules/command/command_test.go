@@ -70,17 +70,17 @@ func TestGuardAtRunTime(t *testing.T) {
 func TestCheckFromFacts(t *testing.T) {
 	c := &Command{Cmd: "make install", Creates: "/usr/local/bin/x"}
 	var resp modules.CheckResponse
-	c.Check(modules.CheckRequest{Facts: []byte("skip: /usr/local/bin/x exists\n")}, &resp)
+	c.Check(modules.CheckRequest{Output: []byte("skip: /usr/local/bin/x exists\n")}, &resp)
 	if resp.Changed || resp.Reason != "/usr/local/bin/x exists" {
 		t.Errorf("skip: %+v", resp)
 	}
 	resp = modules.CheckResponse{}
-	c.Check(modules.CheckRequest{Facts: []byte("run\n")}, &resp)
+	c.Check(modules.CheckRequest{Output: []byte("run\n")}, &resp)
 	if !resp.Changed || !strings.HasSuffix(resp.Apply, "make install\n") {
 		t.Errorf("run: %+v", resp)
 	}
 	resp = modules.CheckResponse{}
-	c.Check(modules.CheckRequest{Facts: []byte("sh: syntax error\n"), ProbeCode: 2}, &resp)
+	c.Check(modules.CheckRequest{Output: []byte("sh: syntax error\n"), ProbeCode: 2}, &resp)
 	if resp.Err == nil {
 		t.Errorf("a broken probe was not an error")
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/pmezard/go-difflib/difflib"
 
 	"github.com/orch-dev/orch/modules"
+	"github.com/orch-dev/orch/modules/pathfact"
 )
 
 func init() {
@@ -56,11 +57,12 @@ type File struct {
 }
 
 var (
-	_ modules.Task      = (*File)(nil)
-	_ modules.Validator = (*File)(nil)
-	_ modules.Pather    = (*File)(nil)
-	_ modules.Secret    = (*File)(nil)
-	_ modules.Describer = (*File)(nil)
+	_ modules.Task       = (*File)(nil)
+	_ modules.Validator  = (*File)(nil)
+	_ modules.Pather     = (*File)(nil)
+	_ modules.Secret     = (*File)(nil)
+	_ modules.Describer  = (*File)(nil)
+	_ modules.FactReader = (*File)(nil)
 )
 
 func (f *File) Describe() string { return "file " + f.Path }
@@ -70,8 +72,8 @@ func (f *File) IsSecret() bool   { return f.Secret }
 // Validate checks the arguments and resolves the wanted content on the
 // controller, so that a bad template fails before any host is touched.
 func (f *File) Validate(env *modules.Env) error {
-	if !path.IsAbs(f.Path) || path.Clean(f.Path) != f.Path {
-		return fmt.Errorf("path %q must be absolute and clean", f.Path)
+	if !path.IsAbs(f.Path) || path.Clean(f.Path) != f.Path || strings.ContainsAny(f.Path, "\n\x00") {
+		return fmt.Errorf("path %q must be absolute and clean, without newlines", f.Path)
 	}
 	if f.Mode != "" {
 		m, err := strconv.ParseUint(f.Mode, 8, 32)
@@ -156,79 +158,40 @@ func (f *File) hasContent() bool { return f.Content != nil || f.Src != "" || f.T
 // diffLimit bounds the old content fetched for --diff.
 const diffLimit = 1 << 20
 
-// Probe prints: kind; then "mode owner group" if the path exists; then the
-// SHA-256 (files) or link target (links); then, for --diff, the old
-// content in base64. It costs two processes for a file and one otherwise.
+// Facts asks for the state of the path: the engine gathers it for all of a
+// host's paths with one stat and one hash process.
+func (f *File) Facts() []modules.FactKey { return []modules.FactKey{pathfact.Key(f.Path)} }
+
+// Probe fetches the old content, in base64, only when a diff is wanted;
+// everything else comes from the shared path fact.
 func (f *File) Probe(req modules.ProbeRequest) string {
+	if !req.Diff || f.State != "file" || !f.hasContent() || f.Secret {
+		return ""
+	}
 	p := modules.Quote(f.Path)
-	var b strings.Builder
-	fmt.Fprintf(&b, "_orch_kind %s\n", p)
-	fmt.Fprintf(&b, "if [ -e %s ] || [ -L %s ]; then _orch_stat %s; fi\n", p, p, p)
-	fmt.Fprintf(&b, "if [ -L %s ]; then readlink %s; elif [ -f %s ]; then _orch_sha256 %s; fi\n", p, p, p, p)
-	if req.Diff && f.State == "file" && f.hasContent() && !f.Secret {
-		fmt.Fprintf(&b, "if [ -f %s ] && [ ! -L %s ] && [ \"$(wc -c < %s)\" -le %d ]; then _orch_b64e %s; fi\n", p, p, p, diffLimit, p)
-	}
-	return b.String()
+	return fmt.Sprintf("if [ -f %s ] && [ ! -L %s ] && [ \"$(wc -c < %s)\" -le %d ]; then _orch_b64e %s; fi\n", p, p, p, diffLimit, p)
 }
 
-// facts is the parsed probe output.
+// facts is what Check knows of the path.
 type facts struct {
-	kind         string // file | directory | link | other | absent
-	mode         uint32
-	owner, group string
-	sum, target  string
-	old          []byte // old content, when fetched for --diff
-}
-
-func parseFacts(out []byte) (facts, error) {
-	lines := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
-	var ft facts
-	if len(lines) == 0 || lines[0] == "" {
-		return ft, fmt.Errorf("empty probe output")
-	}
-	ft.kind = lines[0]
-	if ft.kind == "absent" {
-		return ft, nil
-	}
-	if len(lines) < 2 {
-		return ft, fmt.Errorf("probe output %q lacks the mode line", out)
-	}
-	fields := strings.Fields(lines[1])
-	if len(fields) != 3 {
-		return ft, fmt.Errorf("unexpected stat output %q", lines[1])
-	}
-	m, err := strconv.ParseUint(fields[0], 8, 32)
-	if err != nil {
-		return ft, fmt.Errorf("unexpected mode %q", fields[0])
-	}
-	ft.mode, ft.owner, ft.group = uint32(m), fields[1], fields[2]
-	switch ft.kind {
-	case "file":
-		// sha256sum and sha256 -r print "HASH NAME"; only the hash matters.
-		if len(lines) < 3 || len(strings.Fields(lines[2])) == 0 || len(strings.Fields(lines[2])[0]) != 64 {
-			return ft, fmt.Errorf("probe output lacks the SHA-256 of the file")
-		}
-		ft.sum = strings.Fields(lines[2])[0]
-		if len(lines) > 3 {
-			old, err := base64.StdEncoding.DecodeString(strings.Join(lines[3:], ""))
-			if err != nil {
-				return ft, fmt.Errorf("old content: %w", err)
-			}
-			ft.old = old
-		}
-	case "link":
-		if len(lines) >= 3 {
-			ft.target = lines[2]
-		}
-	}
-	return ft, nil
+	pathfact.State
+	old []byte // old content, when fetched for --diff
 }
 
 func (f *File) Check(req modules.CheckRequest, resp *modules.CheckResponse) {
-	ft, err := parseFacts(req.Facts)
+	st, err := pathfact.Of(req, f.Path)
 	if err != nil {
-		resp.Err = fmt.Errorf("reading %s: %w", f.Path, err)
+		resp.Err = err
 		return
+	}
+	ft := facts{State: st}
+	if len(req.Output) > 0 {
+		old, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(string(req.Output)), ""))
+		if err != nil {
+			resp.Err = fmt.Errorf("reading the old content of %s: %w", f.Path, err)
+			return
+		}
+		ft.old = old
 	}
 	switch f.State {
 	case "absent":
@@ -243,18 +206,18 @@ func (f *File) Check(req modules.CheckRequest, resp *modules.CheckResponse) {
 }
 
 func (f *File) checkAbsent(ft facts, resp *modules.CheckResponse) {
-	if ft.kind == "absent" {
+	if ft.Kind == "absent" {
 		resp.Reason = f.Path + " is absent"
 		return
 	}
-	resp.Changed, resp.Reason = true, "remove "+ft.kind+" "+f.Path
-	resp.Diff = fmt.Sprintf("--- %s (%s)\n+++ %s (absent)\n", f.Path, ft.kind, f.Path)
+	resp.Changed, resp.Reason = true, "remove "+ft.Kind+" "+f.Path
+	resp.Diff = fmt.Sprintf("--- %s (%s)\n+++ %s (absent)\n", f.Path, ft.Kind, f.Path)
 	resp.Apply = "rm -rf " + modules.Quote(f.Path)
 }
 
 func (f *File) checkDirectory(ft facts, resp *modules.CheckResponse) {
 	p := modules.Quote(f.Path)
-	switch ft.kind {
+	switch ft.Kind {
 	case "directory":
 		f.checkAttrs(ft, resp)
 		if !resp.Changed {
@@ -263,7 +226,7 @@ func (f *File) checkDirectory(ft facts, resp *modules.CheckResponse) {
 		return
 	case "absent":
 	default:
-		resp.Err = fmt.Errorf("%s exists as a %s, not a directory", f.Path, ft.kind)
+		resp.Err = fmt.Errorf("%s exists as a %s, not a directory", f.Path, ft.Kind)
 		return
 	}
 	resp.Changed, resp.Reason = true, "create directory "+f.Path
@@ -276,34 +239,34 @@ func (f *File) checkDirectory(ft facts, resp *modules.CheckResponse) {
 }
 
 func (f *File) checkLink(ft facts, resp *modules.CheckResponse) {
-	if ft.kind == "link" && ft.target == f.Target {
+	if ft.Kind == "link" && ft.Target == f.Target {
 		resp.Reason = f.Path + " points to " + f.Target
 		return
 	}
-	if ft.kind != "link" && ft.kind != "absent" && ft.kind != "file" {
-		resp.Err = fmt.Errorf("%s exists as a %s; refusing to replace it with a link", f.Path, ft.kind)
+	if ft.Kind != "link" && ft.Kind != "absent" && ft.Kind != "file" {
+		resp.Err = fmt.Errorf("%s exists as a %s; refusing to replace it with a link", f.Path, ft.Kind)
 		return
 	}
 	resp.Changed, resp.Reason = true, "link "+f.Path+" -> "+f.Target
-	resp.Diff = fmt.Sprintf("--- %s -> %s\n+++ %s -> %s\n", f.Path, ft.target, f.Path, f.Target)
+	resp.Diff = fmt.Sprintf("--- %s -> %s\n+++ %s -> %s\n", f.Path, ft.Target, f.Path, f.Target)
 	// A new link beside the old one, renamed over it, so the path is never missing.
 	tmp := modules.Quote(path.Join(path.Dir(f.Path), ".orch-link."+path.Base(f.Path)))
 	resp.Apply = fmt.Sprintf("rm -f %s\nln -s %s %s\nmv -f %s %s\n", tmp, modules.Quote(f.Target), tmp, tmp, modules.Quote(f.Path))
 }
 
 func (f *File) checkFile(ft facts, wantDiff bool, resp *modules.CheckResponse) {
-	switch ft.kind {
+	switch ft.Kind {
 	case "file", "absent":
 	default:
-		resp.Err = fmt.Errorf("%s exists as a %s, not a file", f.Path, ft.kind)
+		resp.Err = fmt.Errorf("%s exists as a %s, not a file", f.Path, ft.Kind)
 		return
 	}
-	if ft.kind == "absent" && !f.hasContent() {
+	if ft.Kind == "absent" && !f.hasContent() {
 		resp.Err = fmt.Errorf("%s does not exist and no content, src or template was given", f.Path)
 		return
 	}
 	sum := sha256.Sum256(f.data)
-	contentChanged := f.hasContent() && (ft.kind == "absent" || ft.sum != hex.EncodeToString(sum[:]))
+	contentChanged := f.hasContent() && (ft.Kind == "absent" || ft.Sum != hex.EncodeToString(sum[:]))
 	if !contentChanged {
 		f.checkAttrs(ft, resp)
 		if !resp.Changed {
@@ -312,7 +275,7 @@ func (f *File) checkFile(ft facts, wantDiff bool, resp *modules.CheckResponse) {
 		return
 	}
 	resp.Changed = true
-	if ft.kind == "absent" {
+	if ft.Kind == "absent" {
 		resp.Reason = fmt.Sprintf("create %s (%d bytes)", f.Path, len(f.data))
 	} else {
 		resp.Reason = fmt.Sprintf("update %s (%d bytes)", f.Path, len(f.data))
@@ -328,12 +291,12 @@ func (f *File) checkAttrs(ft facts, resp *modules.CheckResponse) {
 	p := modules.Quote(f.Path)
 	var changes []string
 	var script strings.Builder
-	if f.Mode != "" && ft.mode != f.mode {
-		changes = append(changes, fmt.Sprintf("mode %04o -> %04o", ft.mode, f.mode))
+	if f.Mode != "" && ft.Mode != f.mode {
+		changes = append(changes, fmt.Sprintf("mode %04o -> %04o", ft.Mode, f.mode))
 		fmt.Fprintf(&script, "chmod %04o %s\n", f.mode, p)
 	}
-	if (f.Owner != "" && f.Owner != ft.owner) || (f.Group != "" && f.Group != ft.group) {
-		changes = append(changes, fmt.Sprintf("owner %s:%s -> %s:%s", ft.owner, ft.group, or(f.Owner, ft.owner), or(f.Group, ft.group)))
+	if (f.Owner != "" && f.Owner != ft.Owner) || (f.Group != "" && f.Group != ft.Group) {
+		changes = append(changes, fmt.Sprintf("owner %s:%s -> %s:%s", ft.Owner, ft.Group, or(f.Owner, ft.Owner), or(f.Group, ft.Group)))
 		script.WriteString(f.chownLine(p))
 	}
 	if len(changes) == 0 {
@@ -364,8 +327,8 @@ func (f *File) writeScript(ft facts) string {
 	mode := f.mode
 	if f.Mode == "" {
 		mode = 0o644
-		if ft.kind == "file" {
-			mode = ft.mode // keep the mode of a file we only rewrite
+		if ft.Kind == "file" {
+			mode = ft.Mode // keep the mode of a file we only rewrite
 		}
 	}
 	var b strings.Builder
@@ -378,9 +341,9 @@ func (f *File) writeScript(ft facts) string {
 	switch {
 	case f.Owner != "" || f.Group != "":
 		b.WriteString(f.chownLine(`"$t"`))
-	case ft.kind == "file":
+	case ft.Kind == "file":
 		// Keep the owner of a file we only rewrite; only root may give files away.
-		fmt.Fprintf(&b, "chown %s:%s \"$t\" 2>/dev/null || true\n", modules.Quote(ft.owner), modules.Quote(ft.group))
+		fmt.Fprintf(&b, "chown %s:%s \"$t\" 2>/dev/null || true\n", modules.Quote(ft.Owner), modules.Quote(ft.Group))
 	}
 	fmt.Fprintf(&b, "mv -f \"$t\" %s\ntrap - EXIT\n", p)
 	return b.String()
@@ -406,13 +369,13 @@ func (f *File) contentDiff(ft facts) string {
 		return fmt.Sprintf("--- %s\n+++ %s\n@@ content hidden: secret @@\n", f.Path, f.Path)
 	}
 	from := f.Path
-	if ft.kind == "absent" {
+	if ft.Kind == "absent" {
 		from = "/dev/null"
 	}
 	if !isText(ft.old) || !isText(f.data) {
 		return fmt.Sprintf("--- %s\n+++ %s\n@@ binary content differs @@\n", from, f.Path)
 	}
-	if ft.kind == "file" && ft.old == nil && len(f.data) > 0 {
+	if ft.Kind == "file" && ft.old == nil && len(f.data) > 0 {
 		return fmt.Sprintf("--- %s\n+++ %s\n@@ old content not fetched (over %d bytes) @@\n", from, f.Path, diffLimit)
 	}
 	d, _ := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
