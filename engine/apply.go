@@ -35,6 +35,7 @@ func (r *run) Apply(ctx context.Context, req plans.ApplyRequest) (plans.ApplyRes
 		serial = len(req.Hosts)
 	}
 	outcomes := make([]string, len(req.Hosts))
+	reasons := make([]string, len(req.Hosts)) // why a host failed or was unreachable
 	failures := 0
 	for start := 0; start < len(req.Hosts); start += serial {
 		if failures > req.MaxFail {
@@ -45,7 +46,7 @@ func (r *run) Apply(ctx context.Context, req plans.ApplyRequest) (plans.ApplyRes
 		for i := start; i < end; i++ {
 			h := req.Hosts[i]
 			if err, ok := unreachable[h.Name]; ok {
-				outcomes[i] = r.hostUnreachable(req.Role, h, err)
+				outcomes[i], reasons[i] = r.hostUnreachable(req.Role, h, err), err.Error()
 				continue
 			}
 			wg.Add(1)
@@ -53,7 +54,7 @@ func (r *run) Apply(ctx context.Context, req plans.ApplyRequest) (plans.ApplyRes
 				defer wg.Done()
 				r.forks <- struct{}{}
 				defer func() { <-r.forks }()
-				outcomes[i] = r.converge(ctx, req.Role, h, tasks[h.Name])
+				outcomes[i], reasons[i] = r.converge(ctx, req.Role, h, tasks[h.Name])
 			}()
 		}
 		wg.Wait()
@@ -81,11 +82,17 @@ func (r *run) Apply(ctx context.Context, req plans.ApplyRequest) (plans.ApplyRes
 	}
 	if failures > req.MaxFail {
 		var names []string
-		for _, h := range append(append([]*inventory.Host(nil), res.Failed...), res.Unreachable...) {
-			names = append(names, h.Name)
+		first := ""
+		for i, h := range req.Hosts {
+			if outcomes[i] == "failed" || outcomes[i] == "unreachable" {
+				names = append(names, h.Name)
+				if first == "" {
+					first = reasons[i]
+				}
+			}
 		}
-		return res, fmt.Errorf("%w: %d of %d (%s), more than max_fail=%d",
-			ErrTooManyFailures, failures, len(req.Hosts), strings.Join(names, ", "), req.MaxFail)
+		return res, fmt.Errorf("%w: %d of %d (%s), more than max_fail=%d; first: %s",
+			ErrTooManyFailures, failures, len(req.Hosts), strings.Join(names, ", "), req.MaxFail, first)
 	}
 	return res, nil
 }
@@ -147,16 +154,16 @@ type hostRun struct {
 	done  Event // the host_done event being filled in
 }
 
-// converge checks and applies one host's tasks and returns its outcome:
-// ok, changed, failed or unreachable.
-func (r *run) converge(ctx context.Context, role string, h *inventory.Host, tasks []plans.Task) string {
+// converge checks and applies one host's tasks and returns its outcome
+// (ok, changed, failed or unreachable) and, unless ok or changed, why.
+func (r *run) converge(ctx context.Context, role string, h *inventory.Host, tasks []plans.Task) (string, string) {
 	hr := &hostRun{r: r, role: role, host: h, tasks: tasks,
 		done: Event{Event: "host_done", Role: role, Host: h.Name, Tasks: len(tasks)}}
 	t0 := time.Now()
 	c, err := r.pool.get(ctx, h)
 	hr.done.ConnectMS = time.Since(t0).Milliseconds()
 	if err != nil {
-		return r.hostUnreachable(role, h, err)
+		return r.hostUnreachable(role, h, err), err.Error()
 	}
 	before := c.Exchanges()
 	status, failure := hr.run(ctx)
@@ -179,7 +186,7 @@ func (r *run) converge(ctx context.Context, role string, h *inventory.Host, task
 	r.mu.Unlock()
 	hr.done.Msg = failure
 	r.emit(hr.done)
-	return status
+	return status, failure
 }
 
 // plannedTask is a task with what its check decided.

@@ -165,7 +165,7 @@ func loadInventories(paths []string) (*inventory.Inventory, []string, error) {
 	if len(paths) == 0 {
 		inv := inventory.New()
 		err := inv.Add(&inventory.Host{Name: "localhost", Address: "localhost", Connection: "local", Groups: []string{"local"}})
-		return inv, []string{"localhost"}, err
+		return inv, nil, err
 	}
 	inv := inventory.New()
 	var abs []string
