@@ -1,0 +1,420 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// results is the JSON file the bench writes.
+type results struct {
+	Conditions conditions    `json:"conditions"`
+	Phases     []phaseResult `json:"phases"`
+	Goals      []goal        `json:"goals"`
+	Table      string        `json:"table"`
+}
+
+// conditions record what the numbers were measured on.
+type conditions struct {
+	Date         string  `json:"date"`
+	Commit       string  `json:"commit,omitempty"`
+	Dirty        bool    `json:"dirty,omitempty"`
+	GoVersion    string  `json:"go_version"`
+	OS           string  `json:"os"`
+	CPUs         int     `json:"cpus"`
+	MemTotal     string  `json:"mem_total,omitempty"`
+	Kernel       string  `json:"kernel,omitempty"`
+	LoadAvg      string  `json:"loadavg_at_start,omitempty"`
+	OpenSSH      string  `json:"openssh,omitempty"`
+	Ansible      string  `json:"ansible,omitempty"`
+	RSSMethod    string  `json:"rss_method"`
+	Sessions     string  `json:"sessions"` // what the hosts' login shells read at start-up
+	Runs         int     `json:"runs"`
+	AnsibleRuns  int     `json:"ansible_runs"`
+	Quick        bool    `json:"quick,omitempty"`
+	Slow         bool    `json:"slow,omitempty"`
+	TotalSeconds float64 `json:"total_seconds"`
+}
+
+// phaseResult is one scenario's first run or rerun.
+type phaseResult struct {
+	Scenario    string             `json:"scenario"`
+	Phase       string             `json:"phase"` // first or rerun
+	Hosts       int                `json:"hosts"`
+	Tasks       int                `json:"tasks_per_host"`
+	Description string             `json:"description"`
+	Contenders  []contenderSummary `json:"contenders"`
+	Ratios      []ratio            `json:"ratios"`
+}
+
+// contenderSummary condenses one contender's runs of a phase.
+type contenderSummary struct {
+	Name    string  `json:"name"`
+	Runs    int     `json:"runs"`
+	MedianS float64 `json:"median_s"`
+	MinS    float64 `json:"min_s"`
+	MaxS    float64 `json:"max_s"`
+	CPUS    float64 `json:"cpu_s_median"`
+	// PeakRSSMB is the largest controller process over all runs.
+	PeakRSSMB float64 `json:"peak_rss_mb"`
+	// ExchangesPerHost is orch's summary exchanges over the host count
+	// (median); MaxHostExchanges the most of any single host in any run.
+	ExchangesPerHost float64  `json:"exchanges_per_host,omitempty"`
+	MaxHostExchanges int64    `json:"max_host_exchanges,omitempty"`
+	Changed          int      `json:"changed_per_run"`
+	Samples          []sample `json:"samples"`
+}
+
+// sample is one timed run.
+type sample struct {
+	Run              int        `json:"run"`
+	WallS            float64    `json:"wall_s"`
+	CPUS             float64    `json:"cpu_s"`
+	PeakRSSMB        float64    `json:"peak_rss_mb"`
+	Changed          int        `json:"changed"`
+	Exchanges        int64      `json:"exchanges,omitempty"`
+	ExchangesPerHost float64    `json:"exchanges_per_host,omitempty"`
+	MaxHostExchanges int64      `json:"max_host_exchanges,omitempty"`
+	Orch             *orchTimes `json:"orch_times,omitempty"`
+}
+
+func newSample(run int, o outcome, hosts int) sample {
+	s := sample{
+		Run:       run,
+		WallS:     o.Wall.Seconds(),
+		CPUS:      o.CPU.Seconds(),
+		PeakRSSMB: float64(o.PeakRSSKB) / 1024,
+		Changed:   o.Changed,
+		Exchanges: o.Exchanges,
+		Orch:      o.Orch,
+	}
+	if o.Exchanges > 0 {
+		s.ExchangesPerHost = float64(o.Exchanges) / float64(hosts)
+		s.MaxHostExchanges = o.MaxHostEx
+	}
+	return s
+}
+
+// ratio is the median of A/B over the runs both contenders made with the
+// same index, which ran back to back.
+type ratio struct {
+	Name   string    `json:"name"` // "A/B"
+	Median float64   `json:"median"`
+	Pairs  int       `json:"pairs"`
+	Values []float64 `json:"values"`
+}
+
+// ratioPairs are the ratios the report computes when both sides ran.
+var ratioPairs = [][2]string{
+	{ansibleName, orchName},
+	{orchName, floorName},
+	{orchName, sshTrueName},
+	{floorName, sshTrueName},
+}
+
+func (pr *phaseResult) finish(contenders []string, samples map[string][]sample) {
+	pr.Contenders, pr.Ratios = nil, nil
+	for _, c := range contenders {
+		ss := samples[c]
+		if len(ss) == 0 {
+			continue
+		}
+		cs := contenderSummary{Name: c, Runs: len(ss), Samples: ss, Changed: ss[0].Changed}
+		walls := pick(ss, func(s sample) float64 { return s.WallS })
+		cs.MedianS, cs.MinS, cs.MaxS = median(walls), slices.Min(walls), slices.Max(walls)
+		cs.CPUS = median(pick(ss, func(s sample) float64 { return s.CPUS }))
+		cs.PeakRSSMB = slices.Max(pick(ss, func(s sample) float64 { return s.PeakRSSMB }))
+		if c == orchName {
+			cs.ExchangesPerHost = median(pick(ss, func(s sample) float64 { return s.ExchangesPerHost }))
+			for _, s := range ss {
+				cs.MaxHostExchanges = max(cs.MaxHostExchanges, s.MaxHostExchanges)
+			}
+		}
+		pr.Contenders = append(pr.Contenders, cs)
+	}
+	for _, p := range ratioPairs {
+		a, b := samples[p[0]], samples[p[1]]
+		r := ratio{Name: p[0] + "/" + p[1]}
+		for _, sa := range a {
+			for _, sb := range b {
+				if sa.Run == sb.Run && sb.WallS > 0 {
+					r.Values = append(r.Values, sa.WallS/sb.WallS)
+				}
+			}
+		}
+		if r.Pairs = len(r.Values); r.Pairs > 0 {
+			r.Median = median(r.Values)
+			pr.Ratios = append(pr.Ratios, r)
+		}
+	}
+}
+
+// medianSample is the run whose wall time is the median (the lower one of
+// an even count).
+func medianSample(ss []sample) sample {
+	s := slices.Clone(ss)
+	slices.SortFunc(s, func(a, b sample) int { return cmp.Compare(a.WallS, b.WallS) })
+	return s[(len(s)-1)/2]
+}
+
+func pick(ss []sample, f func(sample) float64) []float64 {
+	out := make([]float64, len(ss))
+	for i, s := range ss {
+		out[i] = f(s)
+	}
+	return out
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+func (pr *phaseResult) contender(name string) *contenderSummary {
+	for i := range pr.Contenders {
+		if pr.Contenders[i].Name == name {
+			return &pr.Contenders[i]
+		}
+	}
+	return nil
+}
+
+func (pr *phaseResult) ratio(name string) *ratio {
+	for i := range pr.Ratios {
+		if pr.Ratios[i].Name == name {
+			return &pr.Ratios[i]
+		}
+	}
+	return nil
+}
+
+// goal is one of the issue's targets and whether this run met it.
+type goal struct {
+	Scenario string  `json:"scenario"`
+	What     string  `json:"what"`
+	Target   string  `json:"target"`
+	Value    float64 `json:"value"`
+	Met      bool    `json:"met"`
+}
+
+// evaluateGoals checks the issue's goals against the phases that ran.
+// Goals whose measurements are missing are left out.
+func evaluateGoals(phases []phaseResult) []goal {
+	var goals []goal
+	find := func(sc, phase string) *phaseResult {
+		for i := range phases {
+			if phases[i].Scenario == sc && phases[i].Phase == phase {
+				return &phases[i]
+			}
+		}
+		return nil
+	}
+	ratioGoal := func(sc, name string, atMost bool, target float64) {
+		pr := find(sc, "rerun")
+		if pr == nil {
+			return
+		}
+		if r := pr.ratio(name); r != nil {
+			g := goal{Scenario: sc, What: name + " rerun time", Value: r.Median}
+			if atMost {
+				g.Target, g.Met = fmt.Sprintf("≤ %g", target), r.Median <= target
+			} else {
+				g.Target, g.Met = fmt.Sprintf("≥ %g", target), r.Median >= target
+			}
+			goals = append(goals, g)
+		}
+	}
+	exchangesGoal := func(sc string) {
+		if pr := find(sc, "rerun"); pr != nil {
+			if c := pr.contender(orchName); c != nil {
+				v := float64(c.MaxHostExchanges)
+				goals = append(goals, goal{Scenario: sc, What: "orch exchanges per host (most of any host)", Target: "≤ 2", Value: v, Met: v <= 2})
+			}
+		}
+	}
+	ratioGoal("S1", "ansible/orch", false, 100)
+	ratioGoal("S1", "orch/floor", true, 1)
+	exchangesGoal("S1")
+	exchangesGoal("S3")
+	ratioGoal("S2", "orch/floor", true, 1)
+	if pr := find("S2", "rerun"); pr != nil {
+		if c := pr.contender(orchName); c != nil {
+			goals = append(goals, goal{Scenario: "S2", What: "orch peak RSS MB", Target: "≤ 150", Value: c.PeakRSSMB, Met: c.PeakRSSMB <= 150})
+		}
+	}
+	ratioGoal("S4", "orch/ssh-true", true, 1.5)
+	return goals
+}
+
+// table renders the results as plain text.
+func (r *results) table() string {
+	var b strings.Builder
+	c := r.Conditions
+	fmt.Fprintf(&b, "orch bench, %s, commit %s%s, %s, %d CPUs, %s, load at start %s\n",
+		c.Date, or(c.Commit, "?"), map[bool]string{true: " (dirty)"}[c.Dirty], c.OS, c.CPUs, c.Kernel, c.LoadAvg)
+	fmt.Fprintf(&b, "%s; %s; %s; orch/floor %d runs, Ansible %d run(s)%s\nhost sessions: %s\n\n",
+		c.GoVersion, or(c.OpenSSH, "OpenSSH ?"), or(c.Ansible, "no Ansible"), c.Runs, c.AnsibleRuns,
+		map[bool]string{true: ", quick"}[c.Quick], c.Sessions)
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\tphase\thosts×tasks\tcontender\truns\tmedian s\tmin s\tcpu s\tpeak RSS MB\texch/host\tchanged\t")
+	for _, pr := range r.Phases {
+		for _, cs := range pr.Contenders {
+			ex := "-"
+			if cs.Name == orchName {
+				ex = fmt.Sprintf("%.1f", cs.ExchangesPerHost)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d×%d\t%s\t%d\t%.3f\t%.3f\t%.2f\t%.1f\t%s\t%d\t\n",
+				pr.Scenario, pr.Phase, pr.Hosts, pr.Tasks, cs.Name, cs.Runs, cs.MedianS, cs.MinS, cs.CPUS, cs.PeakRSSMB, ex, cs.Changed)
+		}
+	}
+	tw.Flush()
+	b.WriteString("\nratios (median of per-run pairs):\n")
+	tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	for _, pr := range r.Phases {
+		for _, ra := range pr.Ratios {
+			fmt.Fprintf(tw, "  %s %s\t%s\t%s\t(%d pairs)\n", pr.Scenario, pr.Phase, ra.Name, fmtRatio(ra.Median), ra.Pairs)
+		}
+	}
+	tw.Flush()
+	first := true
+	for _, pr := range r.Phases {
+		cs := pr.contender(orchName)
+		if cs == nil {
+			continue
+		}
+		smp := medianSample(cs.Samples)
+		if smp.Orch == nil {
+			continue
+		}
+		if first {
+			b.WriteString("\norch time breakdown (its median run; per-host phases as p50/max over hosts, ms):\n")
+			tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+			first = false
+		}
+		t := smp.Orch
+		fmt.Fprintf(tw, "  %s %s\tprocess %.0f\trun %d\tconnect %d/%d\tcheck %d/%d\tapply %d/%d\n",
+			pr.Scenario, pr.Phase, smp.WallS*1000, t.RunMS, t.ConnectP50, t.ConnectMax, t.CheckP50, t.CheckMax, t.ApplyP50, t.ApplyMax)
+	}
+	if !first {
+		tw.Flush()
+	}
+	if len(r.Goals) > 0 {
+		b.WriteString("\ngoals:\n")
+		tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+		for _, g := range r.Goals {
+			met := "MISSED"
+			if g.Met {
+				met = "met"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\ttarget %s\t%s\n", g.Scenario, g.What, fmtRatio(g.Value), g.Target, met)
+		}
+		tw.Flush()
+	}
+	return b.String()
+}
+
+func fmtRatio(v float64) string {
+	switch {
+	case v >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	}
+	return fmt.Sprintf("%.2f", v)
+}
+
+func or(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func (r *results) write(path string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// gatherConditions records the machine, the tools' versions and the commit.
+// Every probe is best effort.
+func gatherConditions(ctx context.Context, root string, o options) conditions {
+	c := conditions{
+		Date:        time.Now().UTC().Format(time.RFC3339),
+		GoVersion:   runtime.Version(),
+		OS:          runtime.GOOS + "/" + runtime.GOARCH,
+		CPUs:        runtime.NumCPU(),
+		Runs:        o.runs,
+		AnsibleRuns: o.ansibleRuns,
+		Quick:       o.quick,
+		Slow:        o.slow,
+	}
+	if o.noAnsible {
+		c.AnsibleRuns = 0
+	}
+	c.Sessions = "empty HOME: the account's shell start-up files do not run"
+	if o.loginRC {
+		c.Sessions = "the account's real HOME and shell start-up files (-login-rc)"
+	}
+	c.RSSMethod = "GNU time %M: each controller process's own peak"
+	if gnuTime() == "" {
+		c.RSSMethod = "wait4 ru_maxrss: an upper bound that includes the bench's own peak (GNU time missing)"
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		c.Kernel = "Linux " + strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(b)); len(f) >= 3 {
+			c.LoadAvg = strings.Join(f[:3], " ")
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+				c.MemTotal = strings.TrimSpace(rest)
+			}
+		}
+	}
+	output := func(dir string, name string, args ...string) string {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, name, args...)
+		cmd.Dir = dir
+		out, _ := cmd.CombinedOutput()
+		return strings.TrimSpace(string(out))
+	}
+	if commit := output(root, "git", "rev-parse", "--short=12", "HEAD"); len(commit) == 12 {
+		c.Commit = commit
+		// Untracked files count: the orch binary is built from the tree.
+		// The bench's own files do not.
+		c.Dirty = output(root, "git", "--no-optional-locks", "status", "--porcelain", "--", ".", ":!bench") != ""
+	}
+	c.OpenSSH, _, _ = strings.Cut(output("", "ssh", "-V"), ",")
+	if !o.noAnsible {
+		first, _, _ := strings.Cut(output("", "ansible-playbook", "--version"), "\n")
+		c.Ansible = first
+	}
+	return c
+}
