@@ -331,12 +331,20 @@ func (f *File) writeScript(ft facts) string {
 			mode = ft.Mode // keep the mode of a file we only rewrite
 		}
 	}
+	// The temporary file is named by the run's nonce ($ORCH_M) and created
+	// with noclobber, which spares a mktemp process per file.
+	base := path.Base(f.Path)
+	if len(base) > 100 {
+		base = base[:100]
+	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "t=$(mktemp %s)\n", modules.Quote(path.Join(path.Dir(f.Path), ".orch."+path.Base(f.Path)+".XXXXXX")))
-	b.WriteString("trap 'rm -f \"$t\"' EXIT\n")
+	fmt.Fprintf(&b, "t=%s.\"$ORCH_M\"\n", modules.Quote(path.Join(path.Dir(f.Path), ".orch."+base)))
+	b.WriteString("trap 'rm -f \"$t\"' EXIT\nset -C\n")
+	// base64 rather than the printf builtin: any bytes travel, and a full
+	// disk is reported as such ("No space left on device"), not "I/O error".
 	b.WriteString("_orch_b64d > \"$t\" <<'ORCH_EOF'\n")
 	b.WriteString(base64Lines(f.data))
-	b.WriteString("ORCH_EOF\n")
+	b.WriteString("ORCH_EOF\nset +C\n")
 	fmt.Fprintf(&b, "chmod %04o \"$t\"\n", mode)
 	switch {
 	case f.Owner != "" || f.Group != "":

@@ -209,7 +209,7 @@ func TestCheckFromFacts(t *testing.T) {
 		{"up to date", File{Path: "/etc/motd", Content: str("hello\n")}, file(0o644, "root", "root", helloSum),
 			false, "/etc/motd is up to date", nil, ""},
 		{"content differs", File{Path: "/etc/motd", Content: str("hello\n")}, file(0o640, "root", "adm", strings.Repeat("0", 64)),
-			true, "update /etc/motd (6 bytes)", []string{"mktemp /etc/.orch.motd.XXXXXX", "aGVsbG8K\nORCH_EOF", "chmod 0640", "chown root:adm", `mv -f "$t" /etc/motd`}, ""},
+			true, "update /etc/motd (6 bytes)", []string{`t=/etc/.orch.motd."$ORCH_M"`, "set -C\n_orch_b64d > \"$t\" <<'ORCH_EOF'\naGVsbG8K\nORCH_EOF\nset +C", "chmod 0640", "chown root:adm", `mv -f "$t" /etc/motd`}, ""},
 		{"create", File{Path: "/etc/motd", Content: str("hello\n")}, absent,
 			true, "create /etc/motd (6 bytes)", []string{"chmod 0644", `mv -f "$t" /etc/motd`}, ""},
 		{"mode only", File{Path: "/etc/motd", Content: str("hello\n"), Mode: "0600"}, file(0o644, "root", "root", helloSum),

@@ -99,21 +99,42 @@ func (d *dialer) hostKeys() (*hostKeys, error) {
 	}
 	// knownhosts refuses missing files; a missing file just knows no hosts.
 	var existing []string
+	var stamp strings.Builder
 	for _, f := range hk.files {
-		if _, err := os.Stat(f); err == nil {
+		fi, err := os.Stat(f)
+		if err == nil {
 			existing = append(existing, f)
+			fmt.Fprintf(&stamp, "%d\x00%d\x00", fi.Size(), fi.ModTime().UnixNano())
 		} else if !errors.Is(err, os.ErrNotExist) {
 			return nil, err
 		}
 	}
-	if len(existing) > 0 {
-		db, err := knownhosts.NewDB(existing...)
-		if err != nil {
-			return nil, fmt.Errorf("known_hosts: %w", err)
-		}
-		hk.db = db
+	if len(existing) == 0 {
+		return hk, nil
 	}
+	key := strings.Join(existing, "\x00")
+	if e, ok := knownHostsCache.Load(key); ok && e.(knownHostsEntry).stamp == stamp.String() {
+		hk.db = e.(knownHostsEntry).db
+		return hk, nil
+	}
+	db, err := knownhosts.NewDB(existing...)
+	if err != nil {
+		return nil, fmt.Errorf("known_hosts: %w", err)
+	}
+	knownHostsCache.Store(key, knownHostsEntry{stamp: stamp.String(), db: db})
+	hk.db = db
 	return hk, nil
+}
+
+// knownHostsCache keeps the parsed known_hosts database of each set of
+// files, so that dialling hundreds of hosts parses them once. A file that
+// changed since (accept-new appends) has another size or time: it is read
+// again and replaces the entry.
+var knownHostsCache sync.Map // joined paths -> knownHostsEntry
+
+type knownHostsEntry struct {
+	stamp string // sizes and modification times of the files
+	db    *knownhosts.HostKeyDB
 }
 
 // algorithms lists the key types known_hosts has for addr, so that the server
