@@ -157,6 +157,7 @@ type hostRun struct {
 // converge checks and applies one host's tasks and returns its outcome
 // (ok, changed, failed or unreachable) and, unless ok or changed, why.
 func (r *run) converge(ctx context.Context, role string, h *inventory.Host, tasks []plans.Task) (string, string) {
+	r.emit(Event{Event: "host_start", Role: role, Host: h.Name, Tasks: len(tasks)})
 	hr := &hostRun{r: r, role: role, host: h, tasks: tasks,
 		done: Event{Event: "host_done", Role: role, Host: h.Name, Tasks: len(tasks)}}
 	t0 := time.Now()

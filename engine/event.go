@@ -5,8 +5,8 @@ import "encoding/json"
 // Event is one thing that happened in a run, streamed to Options.OnEvent and
 // journaled. Kind-specific fields are empty when they do not apply.
 //
-// Kinds: run_start, apply_start, task, host_done, print, step, warning and,
-// last, summary.
+// Kinds: run_start, apply_start, host_start, task, host_done, print, step,
+// warning and, last, summary.
 type Event struct {
 	Event  string `json:"event"`
 	RunID  string `json:"run_id,omitempty"`

@@ -51,7 +51,9 @@ func (e *usageError) Error() string { return e.msg }
 
 // Main runs orch with args and returns the exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
-	logger := log.NewWithOptions(stderr, log.Options{Prefix: "orch"})
+	// Wrapped so the logger does not see a terminal: it would query the
+	// terminal's colours, and the answer can land in the user's shell.
+	logger := log.NewWithOptions(struct{ io.Writer }{stderr}, log.Options{Prefix: "orch"})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if len(args) == 0 {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -18,7 +19,7 @@ import (
 // renderer prints a run's events: JSON Lines with --json; otherwise plain
 // lines, with a live progress line on a terminal. It ends with the recap.
 type renderer struct {
-	w       io.Writer
+	w       io.Writer // an *os.File when tty is true
 	json    *json.Encoder
 	verbose bool
 	diff    bool
@@ -30,7 +31,8 @@ type renderer struct {
 	role     string
 	total    int
 	finished int
-	live     bool // a progress line is on screen
+	working  []string // hosts started and not done, in start order
+	live     bool     // a progress line is on screen
 	lastDraw time.Time
 }
 
@@ -71,6 +73,8 @@ func (r *renderer) event(e engine.Event) {
 		case "failed":
 			l.failed++
 		}
+	case "host_start":
+		r.working = append(r.working, e.Host)
 	case "host_done":
 		if e.Status == "unreachable" {
 			r.host(e.Host).unreachable++
@@ -78,8 +82,9 @@ func (r *renderer) event(e engine.Event) {
 			r.host(e.Host)
 		}
 		r.finished++
+		r.working = slices.DeleteFunc(r.working, func(h string) bool { return h == e.Host })
 	case "apply_start":
-		r.role, r.total, r.finished = e.Role, e.Count, 0
+		r.role, r.total, r.finished, r.working = e.Role, e.Count, 0, nil
 	}
 	if r.json != nil {
 		r.json.Encode(e)
@@ -170,7 +175,18 @@ func (r *renderer) drawLive(force bool) {
 			failed++
 		}
 	}
-	fmt.Fprintf(r.w, "\x1b[2m… %s: %d/%d hosts done, %d changed, %d failed\x1b[0m", r.role, r.finished, r.total, changed, failed)
+	working := ""
+	if n := len(r.working); n > 0 {
+		working = " · working on " + strings.Join(r.working[:min(n, 4)], ", ")
+		if n > 4 {
+			working += fmt.Sprintf(" and %d more", n-4)
+		}
+	}
+	line := []rune(fmt.Sprintf("… %s: %d/%d hosts done, %d changed, %d failed%s", r.role, r.finished, r.total, changed, failed, working))
+	if w, _, err := term.GetSize(int(r.w.(*os.File).Fd())); err == nil && len(line) >= w {
+		line = line[:max(w-1, 0)] // one line only, or \r cannot erase it
+	}
+	fmt.Fprintf(r.w, "\x1b[2m%s\x1b[0m", string(line))
 	r.live = true
 }
 
