@@ -26,8 +26,8 @@ const Prelude = `
 if command -v sha256sum >/dev/null 2>&1; then _orch_sha256() { sha256sum "$@"; }
 elif command -v sha256 >/dev/null 2>&1; then _orch_sha256() { sha256 -r "$@"; }
 else _orch_sha256() { openssl dgst -sha256 -r "$@"; }; fi
-if stat -c %a / >/dev/null 2>&1; then _orch_statall() { stat -c '%f %U %G %n' "$@" 2>/dev/null; }
-else _orch_statall() { stat -f '%Xp %Su %Sg %N' "$@" 2>/dev/null; }; fi
+if stat -c %a / >/dev/null 2>&1; then _orch_statall() { stat -c '%f %u %g %U %G %n' "$@"; }
+else _orch_statall() { stat -f '%Xp %u %g %Su %Sg %N' "$@"; }; fi
 _orch_hashall() { # hashes the arguments that are regular files, in order
   _orch_n=$#
   for p; do if [ -f "$p" ] && [ ! -L "$p" ]; then set -- "$@" "$p"; fi; done
@@ -39,6 +39,9 @@ _orch_b64d() {
 }
 _orch_b64e() {
   if command -v base64 >/dev/null 2>&1; then base64 < "$1"; else b64encode -r - < "$1"; fi
+}
+_orch_mvlink() { # renames link $1 over $2, even when $2 is a link to a directory
+  if mv --version >/dev/null 2>&1; then mv -Tf "$1" "$2"; else mv -hf "$1" "$2"; fi
 }
 _orch_kind() {
   if [ -L "$1" ]; then echo link

@@ -94,7 +94,7 @@ func (c *Command) Probe(modules.ProbeRequest) string {
 		if i > 0 {
 			kw = "elif"
 		}
-		fmt.Fprintf(&b, "%s %s; then echo %s\n", kw, g.test, modules.Quote("skip: "+g.reason))
+		fmt.Fprintf(&b, "%s %s; then printf '%%s\\n' %s\n", kw, g.test, modules.Quote("skip: "+g.reason))
 	}
 	b.WriteString("else echo run\nfi\n")
 	return b.String()
@@ -126,6 +126,9 @@ func (c *Command) Check(req modules.CheckRequest, resp *modules.CheckResponse) {
 	for _, k := range keys {
 		fmt.Fprintf(&b, "export %s=%s\n", k, modules.Quote(c.Env[k]))
 	}
+	// The command runs as /bin/sh runs it, not under the snippet's set -e:
+	// its exit status is its last command's.
+	b.WriteString("set +e\n")
 	b.WriteString(c.Cmd)
 	b.WriteString("\n")
 	resp.Apply = b.String()

@@ -96,3 +96,14 @@ func TestValidate(t *testing.T) {
 		t.Errorf("good env rejected: %v", err)
 	}
 }
+
+// TestRunsAsShDoes: the command is not under the apply snippet's set -e, so
+// a failing command in the middle does not stop it; the last one decides.
+func TestRunsAsShDoes(t *testing.T) {
+	dir := t.TempDir()
+	c := &Command{Cmd: "diff /dev/null /etc/hostname >/dev/null; echo reached > " + dir + "/r", Creates: dir + "/r"}
+	moduletest.ApplyTwice(t, c)
+	if got, _ := os.ReadFile(dir + "/r"); string(got) != "reached\n" {
+		t.Errorf("r = %q", got)
+	}
+}

@@ -251,7 +251,7 @@ func (f *File) checkLink(ft facts, resp *modules.CheckResponse) {
 	resp.Diff = fmt.Sprintf("--- %s -> %s\n+++ %s -> %s\n", f.Path, ft.Target, f.Path, f.Target)
 	// A new link beside the old one, renamed over it, so the path is never missing.
 	tmp := modules.Quote(path.Join(path.Dir(f.Path), ".orch-link."+path.Base(f.Path)))
-	resp.Apply = fmt.Sprintf("rm -f %s\nln -s %s %s\nmv -f %s %s\n", tmp, modules.Quote(f.Target), tmp, tmp, modules.Quote(f.Path))
+	resp.Apply = fmt.Sprintf("rm -f %s\nln -s %s %s\n_orch_mvlink %s %s\n", tmp, modules.Quote(f.Target), tmp, tmp, modules.Quote(f.Path))
 }
 
 func (f *File) checkFile(ft facts, wantDiff bool, resp *modules.CheckResponse) {
@@ -339,7 +339,8 @@ func (f *File) writeScript(ft facts) string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "t=%s.\"$ORCH_M\"\n", modules.Quote(path.Join(path.Dir(f.Path), ".orch."+base)))
-	b.WriteString("trap 'rm -f \"$t\"' EXIT\nset -C\n")
+	// dash runs no EXIT trap when a signal kills it, so trap those too.
+	b.WriteString("trap 'rm -f \"$t\"' EXIT\ntrap 'rm -f \"$t\"; exit 1' HUP INT TERM\nset -C\n")
 	// base64 rather than the printf builtin: any bytes travel, and a full
 	// disk is reported as such ("No space left on device"), not "I/O error".
 	b.WriteString("_orch_b64d > \"$t\" <<'ORCH_EOF'\n")
@@ -350,10 +351,11 @@ func (f *File) writeScript(ft facts) string {
 	case f.Owner != "" || f.Group != "":
 		b.WriteString(f.chownLine(`"$t"`))
 	case ft.Kind == "file":
-		// Keep the owner of a file we only rewrite; only root may give files away.
-		fmt.Fprintf(&b, "chown %s:%s \"$t\" 2>/dev/null || true\n", modules.Quote(ft.Owner), modules.Quote(ft.Group))
+		// Keep the owner of a file we only rewrite (by number: the name may
+		// not resolve); only root may give files away, so others keep theirs.
+		fmt.Fprintf(&b, "chown %d:%d \"$t\" 2>/dev/null || true\n", ft.UID, ft.GID)
 	}
-	fmt.Fprintf(&b, "mv -f \"$t\" %s\ntrap - EXIT\n", p)
+	fmt.Fprintf(&b, "mv -f \"$t\" %s\ntrap - EXIT HUP INT TERM\n", p)
 	return b.String()
 }
 

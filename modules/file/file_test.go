@@ -71,6 +71,24 @@ func TestApplyTwice(t *testing.T) {
 	}
 }
 
+// TestRelinkBetweenDirectories is the blue/green switch of a "current"
+// link from one release directory to the next.
+func TestRelinkBetweenDirectories(t *testing.T) {
+	dir := t.TempDir()
+	for _, r := range []string{"r1", "r2"} {
+		os.Mkdir(filepath.Join(dir, r), 0o755)
+	}
+	cur := filepath.Join(dir, "current")
+	moduletest.ApplyTwice(t, newFile(t, &File{Path: cur, State: "link", Target: filepath.Join(dir, "r1")}))
+	moduletest.ApplyTwice(t, newFile(t, &File{Path: cur, State: "link", Target: filepath.Join(dir, "r2")}))
+	if target, _ := os.Readlink(cur); target != filepath.Join(dir, "r2") {
+		t.Errorf("current -> %q, want r2", target)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(dir, "r1")); len(entries) != 0 {
+		t.Errorf("the new link landed inside the old target: %v", entries)
+	}
+}
+
 func TestAbsentTwice(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(dir+"/gone", []byte("x"), 0o644)
@@ -193,7 +211,7 @@ func TestValidateErrors(t *testing.T) {
 func TestCheckFromFacts(t *testing.T) {
 	helloSum := "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03" // sha256("hello\n")
 	file := func(mode uint32, owner, group, sum string) pathfact.State {
-		return pathfact.State{Kind: "file", Mode: mode, Owner: owner, Group: group, Sum: sum}
+		return pathfact.State{Kind: "file", Mode: mode, UID: 0, GID: 4, Owner: owner, Group: group, Sum: sum}
 	}
 	dir := pathfact.State{Kind: "directory", Mode: 0o755, Owner: "root", Group: "root"}
 	absent := pathfact.State{Kind: "absent"}
@@ -209,7 +227,7 @@ func TestCheckFromFacts(t *testing.T) {
 		{"up to date", File{Path: "/etc/motd", Content: str("hello\n")}, file(0o644, "root", "root", helloSum),
 			false, "/etc/motd is up to date", nil, ""},
 		{"content differs", File{Path: "/etc/motd", Content: str("hello\n")}, file(0o640, "root", "adm", strings.Repeat("0", 64)),
-			true, "update /etc/motd (6 bytes)", []string{`t=/etc/.orch.motd."$ORCH_M"`, "set -C\n_orch_b64d > \"$t\" <<'ORCH_EOF'\naGVsbG8K\nORCH_EOF\nset +C", "chmod 0640", "chown root:adm", `mv -f "$t" /etc/motd`}, ""},
+			true, "update /etc/motd (6 bytes)", []string{`t=/etc/.orch.motd."$ORCH_M"`, "set -C\n_orch_b64d > \"$t\" <<'ORCH_EOF'\naGVsbG8K\nORCH_EOF\nset +C", "chmod 0640", "chown 0:4", `mv -f "$t" /etc/motd`}, ""},
 		{"create", File{Path: "/etc/motd", Content: str("hello\n")}, absent,
 			true, "create /etc/motd (6 bytes)", []string{"chmod 0644", `mv -f "$t" /etc/motd`}, ""},
 		{"mode only", File{Path: "/etc/motd", Content: str("hello\n"), Mode: "0600"}, file(0o644, "root", "root", helloSum),
@@ -225,7 +243,7 @@ func TestCheckFromFacts(t *testing.T) {
 		{"attrs of missing file", File{Path: "/x", Mode: "0600"}, absent,
 			false, "", nil, "does not exist and no content"},
 		{"relink", File{Path: "/cur", State: "link", Target: "/releases/2"}, pathfact.State{Kind: "link", Mode: 0o777, Owner: "root", Group: "root", Target: "/releases/1"},
-			true, "link /cur -> /releases/2", []string{"ln -s /releases/2 /.orch-link.cur", "mv -f /.orch-link.cur /cur"}, ""},
+			true, "link /cur -> /releases/2", []string{"ln -s /releases/2 /.orch-link.cur", "_orch_mvlink /.orch-link.cur /cur"}, ""},
 		{"absent already", File{Path: "/x", State: "absent"}, absent, false, "/x is absent", nil, ""},
 	}
 	for _, c := range cases {

@@ -19,12 +19,13 @@ func init() { modules.RegisterFact(Name, fact{}) }
 // State is what the fact knows of one path. A path that does not exist has
 // Kind "absent" and nothing else.
 type State struct {
-	Kind   string // file | directory | link | other | absent
-	Mode   uint32 // permission bits, setuid/setgid/sticky included
-	Owner  string
-	Group  string
-	Sum    string // hex SHA-256 of a regular file
-	Target string // what a symlink points to
+	Kind     string // file | directory | link | other | absent
+	Mode     uint32 // permission bits, setuid/setgid/sticky included
+	UID, GID int    // numeric owner, for keeping it when a file is rewritten
+	Owner    string // owner name ("UNKNOWN" when it has none)
+	Group    string
+	Sum      string // hex SHA-256 of a regular file
+	Target   string // what a symlink points to
 }
 
 // Key is the fact key for path.
@@ -41,67 +42,131 @@ func Of(req modules.CheckRequest, path string) (State, error) {
 
 type fact struct{}
 
-// Script prints three sections: a stat line per existing path ("HEXMODE
-// OWNER GROUP PATH", lstat semantics), the hashes of the regular files in
-// key order, and the targets of the links in key order.
+// chunk bounds the paths given to one stat or sha256sum process, far below
+// the kernel's limit on arguments.
+const chunk = 256
+
+// Script prints four sections: "#stat", a line per existing path ("HEXMODE
+// UID GID OWNER GROUP PATH", lstat semantics); "#absent", the paths that do
+// not exist; "#sums", the sha256sum lines of the regular files; "#links",
+// each link's path and then its target. Paths are absolute and have no
+// newline (the file module ensures both).
 func (fact) Script(keys []string) string {
 	var b strings.Builder
-	b.WriteString("set --")
-	for _, k := range keys {
-		b.WriteString(" " + modules.Quote(k))
+	each := func(body string) {
+		for start := 0; start < len(keys); start += chunk {
+			b.WriteString("set --")
+			for _, k := range keys[start:min(start+chunk, len(keys))] {
+				b.WriteString(" " + modules.Quote(k))
+			}
+			b.WriteString("\n" + body + "\n")
+		}
 	}
-	b.WriteString("\n_orch_statall \"$@\"\necho '#sums'\n_orch_hashall \"$@\"\necho '#links'\n")
-	b.WriteString("for p; do if [ -L \"$p\" ]; then readlink \"$p\"; fi; done\n")
+	b.WriteString("echo '#stat'\n")
+	each(`_orch_statall "$@" 2>/dev/null`)
+	b.WriteString("echo '#absent'\n")
+	each(`for p; do if [ ! -e "$p" ] && [ ! -L "$p" ]; then printf '%s\n' "$p"; fi; done`)
+	b.WriteString("echo '#sums'\n")
+	each(`_orch_hashall "$@"`)
+	b.WriteString("echo '#links'\n")
+	each(`for p; do if [ -L "$p" ]; then printf '%s\n' "$p"; readlink "$p"; fi; done`)
 	return b.String()
 }
 
-// Parse reads the script's output; see Script.
+// Parse reads the script's output; see Script. A path that is neither
+// stat-ed nor absent (it could not be read) is an error, not "absent".
 func (fact) Parse(out []byte, keys []string) (map[string]any, error) {
-	text := string(out)
-	statPart, rest, ok1 := strings.Cut(text, "#sums\n")
-	sumPart, linkPart, ok2 := strings.Cut(rest, "#links\n")
-	if !ok1 || !ok2 {
-		return nil, fmt.Errorf("path facts: unexpected output %q", firstLine(text))
+	sections, err := split(string(out), "#stat", "#absent", "#sums", "#links")
+	if err != nil {
+		return nil, err
 	}
 	states := make(map[string]State, len(keys))
-	for _, line := range lines(statPart) {
-		parts := strings.SplitN(line, " ", 4)
-		if len(parts) != 4 {
+	for _, line := range sections[0] {
+		f := strings.SplitN(line, " ", 6)
+		if len(f) != 6 {
 			return nil, fmt.Errorf("path facts: unexpected stat line %q", line)
 		}
-		raw, err := strconv.ParseUint(parts[0], 16, 32)
-		if err != nil {
-			return nil, fmt.Errorf("path facts: unexpected mode in %q", line)
+		raw, err1 := strconv.ParseUint(f[0], 16, 32)
+		uid, err2 := strconv.Atoi(f[1])
+		gid, err3 := strconv.Atoi(f[2])
+		if err1 != nil || err2 != nil || err3 != nil {
+			return nil, fmt.Errorf("path facts: unexpected stat line %q", line)
 		}
-		states[parts[3]] = State{Kind: kind(raw), Mode: uint32(raw & 0o7777), Owner: parts[1], Group: parts[2]}
+		states[f[5]] = State{Kind: kind(raw), Mode: uint32(raw & 0o7777), UID: uid, GID: gid, Owner: f[3], Group: f[4]}
 	}
-	sums, links := lines(sumPart), lines(linkPart)
-	out2 := make(map[string]any, len(keys))
+	for _, p := range sections[1] {
+		states[p] = State{Kind: "absent"}
+	}
+	for _, line := range sections[2] {
+		sum, name, err := hashLine(line)
+		if err != nil {
+			return nil, err
+		}
+		st, ok := states[name]
+		if !ok || st.Kind != "file" {
+			return nil, fmt.Errorf("path facts: a hash for %q, which is not a regular file", name)
+		}
+		st.Sum = sum
+		states[name] = st
+	}
+	links := sections[3]
+	for len(links) >= 2 {
+		st := states[links[0]]
+		st.Target = links[1]
+		states[links[0]] = st
+		links = links[2:]
+	}
+	res := make(map[string]any, len(keys))
 	for _, k := range keys {
 		st, ok := states[k]
-		if !ok {
-			st = State{Kind: "absent"}
+		switch {
+		case !ok:
+			return nil, fmt.Errorf("path facts: could not read %s (permission denied on a parent directory?)", k)
+		case st.Kind == "file" && st.Sum == "":
+			return nil, fmt.Errorf("path facts: no hash for %s (is it readable, and did it change while being read?)", k)
 		}
-		switch st.Kind {
-		case "file":
-			if len(sums) == 0 {
-				return nil, fmt.Errorf("path facts: no hash for %s (did it change while being read?)", k)
-			}
-			// "HASH  NAME" (GNU; a leading \ marks an escaped name) or "HASH NAME" (BSD).
-			sum := strings.TrimPrefix(strings.Fields(sums[0])[0], `\`)
-			if len(sum) != 64 {
-				return nil, fmt.Errorf("path facts: unexpected hash line %q", sums[0])
-			}
-			st.Sum, sums = sum, sums[1:]
-		case "link":
-			if len(links) == 0 {
-				return nil, fmt.Errorf("path facts: no target for link %s", k)
-			}
-			st.Target, links = links[0], links[1:]
-		}
-		out2[k] = st
+		res[k] = st
 	}
-	return out2, nil
+	return res, nil
+}
+
+// split cuts the output into the lines of each marked section, in order.
+func split(out string, marks ...string) ([][]string, error) {
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	sections := make([][]string, len(marks))
+	cur := -1
+	for _, l := range lines {
+		if cur+1 < len(marks) && l == marks[cur+1] {
+			cur++
+			continue
+		}
+		if cur < 0 {
+			return nil, fmt.Errorf("path facts: unexpected output %q", l)
+		}
+		if l != "" {
+			sections[cur] = append(sections[cur], l)
+		}
+	}
+	if cur != len(marks)-1 {
+		return nil, fmt.Errorf("path facts: output ends before %s", marks[cur+1])
+	}
+	return sections, nil
+}
+
+// hashLine reads "HASH  NAME" (GNU; a leading \ marks an escaped name),
+// "HASH NAME" (FreeBSD sha256 -r) or "HASH *NAME" (openssl -r).
+func hashLine(line string) (sum, name string, err error) {
+	escaped := strings.HasPrefix(line, `\`)
+	line = strings.TrimPrefix(line, `\`)
+	sum, rest, ok := strings.Cut(line, " ")
+	if !ok || len(sum) != 64 {
+		return "", "", fmt.Errorf("path facts: unexpected hash line %q", line)
+	}
+	name = strings.TrimLeft(rest, " *") // names are absolute: they start with /
+	if escaped {
+		name = strings.NewReplacer(`\\`, `\`, `\n`, "\n").Replace(name)
+	}
+	return sum, name, nil
 }
 
 // kind maps the file type bits of st_mode.
@@ -115,17 +180,4 @@ func kind(mode uint64) string {
 		return "link"
 	}
 	return "other"
-}
-
-func lines(s string) []string {
-	s = strings.TrimSuffix(s, "\n")
-	if s == "" {
-		return nil
-	}
-	return strings.Split(s, "\n")
-}
-
-func firstLine(s string) string {
-	l, _, _ := strings.Cut(s, "\n")
-	return l
 }

@@ -1,6 +1,7 @@
 package pathfact
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,26 +25,33 @@ func TestParseCaptured(t *testing.T) {
 		err  string
 	}{
 		{"gnu", []string{"/etc/motd", "/srv", "/cur", "/gone", "/a b"},
-			"81a4 root root /etc/motd\n43ed www www /srv\na1ff root root /cur\n8180 root adm /a b\n#sums\n" +
-				helloSum + "  /etc/motd\n" + strings.Repeat("a", 64) + "  /a b\n#links\n/releases/7\n",
+			"#stat\n81a4 0 0 root root /etc/motd\n43ed 33 33 www www /srv\na1ff 0 0 root root /cur\n8180 0 4 root adm /a b\n" +
+				"#absent\n/gone\n#sums\n" + helloSum + "  /etc/motd\n" + strings.Repeat("a", 64) + "  /a b\n#links\n/cur\n/releases/7\n",
 			map[string]any{
 				"/etc/motd": State{Kind: "file", Mode: 0o644, Owner: "root", Group: "root", Sum: helloSum},
-				"/srv":      State{Kind: "directory", Mode: 0o1755, Owner: "www", Group: "www"},
+				"/srv":      State{Kind: "directory", Mode: 0o1755, UID: 33, GID: 33, Owner: "www", Group: "www"},
 				"/cur":      State{Kind: "link", Mode: 0o777, Owner: "root", Group: "root", Target: "/releases/7"},
 				"/gone":     State{Kind: "absent"},
-				"/a b":      State{Kind: "file", Mode: 0o600, Owner: "root", Group: "adm", Sum: strings.Repeat("a", 64)},
+				"/a b":      State{Kind: "file", Mode: 0o600, GID: 4, Owner: "root", Group: "adm", Sum: strings.Repeat("a", 64)},
 			}, ""},
 		{"freebsd", []string{"/usr/local/etc/nginx/nginx.conf", "/var/run/s"},
-			"81a4 root wheel /usr/local/etc/nginx/nginx.conf\nc1ed root wheel /var/run/s\n#sums\n" + helloSum + " /usr/local/etc/nginx/nginx.conf\n#links\n",
+			"#stat\n81a4 0 0 root wheel /usr/local/etc/nginx/nginx.conf\nc1ed 0 0 root wheel /var/run/s\n#absent\n#sums\n" + helloSum + " /usr/local/etc/nginx/nginx.conf\n#links\n",
 			map[string]any{
 				"/usr/local/etc/nginx/nginx.conf": State{Kind: "file", Mode: 0o644, Owner: "root", Group: "wheel", Sum: helloSum},
 				"/var/run/s":                      State{Kind: "other", Mode: 0o755, Owner: "root", Group: "wheel"},
 			}, ""},
-		{"escaped gnu name", []string{`/a\b`}, "81a4 root root /a\\b\n#sums\n\\" + helloSum + "  /a\\\\b\n#links\n",
+		{"openssl", []string{"/x"}, "#stat\n81a4 0 0 root root /x\n#absent\n#sums\n" + helloSum + " */x\n#links\n",
+			map[string]any{"/x": State{Kind: "file", Mode: 0o644, Owner: "root", Group: "root", Sum: helloSum}}, ""},
+		{"owner without a name", []string{"/x"}, "#stat\n81a4 1234 1234 UNKNOWN UNKNOWN /x\n#absent\n#sums\n" + helloSum + "  /x\n#links\n",
+			map[string]any{"/x": State{Kind: "file", Mode: 0o644, UID: 1234, GID: 1234, Owner: "UNKNOWN", Group: "UNKNOWN", Sum: helloSum}}, ""},
+		{"escaped gnu name", []string{`/a\b`}, "#stat\n81a4 0 0 root root /a\\b\n#absent\n#sums\n\\" + helloSum + "  /a\\\\b\n#links\n",
 			map[string]any{`/a\b`: State{Kind: "file", Mode: 0o644, Owner: "root", Group: "root", Sum: helloSum}}, ""},
-		{"missing hash", []string{"/x"}, "81a4 root root /x\n#sums\n#links\n", nil, "no hash for /x"},
+		{"unreadable", []string{"/secret/x"}, "#stat\n#absent\n#sums\n#links\n", nil, "could not read /secret/x"},
+		{"missing hash", []string{"/x"}, "#stat\n81a4 0 0 root root /x\n#absent\n#sums\n#links\n", nil, "no hash for /x"},
+		{"hash for another path", []string{"/x"}, "#stat\n81a4 0 0 root root /x\n#absent\n#sums\n" + helloSum + "  /y\n#links\n", nil, "not a regular file"},
 		{"garbage", []string{"/x"}, "sh: stat: not found\n", nil, "unexpected output"},
-		{"bad mode", []string{"/x"}, "zz root root /x\n#sums\n#links\n", nil, "unexpected mode"},
+		{"truncated", []string{"/x"}, "#stat\n81a4 0 0 root root /x\n#absent\n", nil, "ends before #sums"},
+		{"bad mode", []string{"/x"}, "#stat\nzz 0 0 root root /x\n#absent\n#sums\n#links\n", nil, "unexpected stat line"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -73,6 +81,9 @@ func TestScriptOnThisMachine(t *testing.T) {
 	os.Symlink("hello", filepath.Join(dir, "link"))
 	os.WriteFile(filepath.Join(dir, "it's"), []byte("hello\n"), 0o600)
 	keys := []string{filepath.Join(dir, "hello"), filepath.Join(dir, "d"), filepath.Join(dir, "link"), filepath.Join(dir, "nope"), filepath.Join(dir, "it's")}
+	for i := range 600 { // more than one chunk of paths
+		keys = append(keys, filepath.Join(dir, fmt.Sprintf("missing-%d", i)))
+	}
 	cmd := exec.Command("/bin/sh", "-s")
 	cmd.Stdin = strings.NewReader(modules.Prelude + fact{}.Script(keys))
 	out, err := cmd.Output()
@@ -83,13 +94,20 @@ func TestScriptOnThisMachine(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	user := got[keys[0]].(State).Owner
+	me := got[keys[0]].(State)
+	if me.UID != os.Getuid() || me.GID != os.Getgid() {
+		t.Errorf("owner %d:%d, want %d:%d", me.UID, me.GID, os.Getuid(), os.Getgid())
+	}
+	own := func(s State) State { s.UID, s.GID, s.Owner, s.Group = me.UID, me.GID, me.Owner, me.Group; return s }
 	want := map[string]any{
-		keys[0]: State{Kind: "file", Mode: 0o640, Owner: user, Group: got[keys[0]].(State).Group, Sum: helloSum},
-		keys[1]: State{Kind: "directory", Mode: 0o750, Owner: user, Group: got[keys[1]].(State).Group},
-		keys[2]: State{Kind: "link", Mode: 0o777, Owner: user, Group: got[keys[2]].(State).Group, Target: "hello"},
+		keys[0]: own(State{Kind: "file", Mode: 0o640, Sum: helloSum}),
+		keys[1]: own(State{Kind: "directory", Mode: 0o750}),
+		keys[2]: own(State{Kind: "link", Mode: 0o777, Target: "hello"}),
 		keys[3]: State{Kind: "absent"},
-		keys[4]: State{Kind: "file", Mode: 0o600, Owner: user, Group: got[keys[4]].(State).Group, Sum: helloSum},
+		keys[4]: own(State{Kind: "file", Mode: 0o600, Sum: helloSum}),
+	}
+	for i := 5; i < len(keys); i++ {
+		want[keys[i]] = State{Kind: "absent"}
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got  %+v\nwant %+v", got, want)
