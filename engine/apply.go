@@ -147,18 +147,19 @@ func (r *run) hostUnreachable(role string, h *inventory.Host, err error) string 
 
 // hostRun is one host's part of an apply.
 type hostRun struct {
-	r     *run
-	role  string
-	host  *inventory.Host
-	tasks []plans.Task
-	done  Event // the host_done event being filled in
+	r            *run
+	role         string
+	host         *inventory.Host
+	tasks        []plans.Task
+	changedPaths map[string]bool // paths changed by earlier tasks, for watchers
+	done         Event           // the host_done event being filled in
 }
 
 // converge checks and applies one host's tasks and returns its outcome
 // (ok, changed, failed or unreachable) and, unless ok or changed, why.
 func (r *run) converge(ctx context.Context, role string, h *inventory.Host, tasks []plans.Task) (string, string) {
 	r.emit(Event{Event: "host_start", Role: role, Host: h.Name, Tasks: len(tasks)})
-	hr := &hostRun{r: r, role: role, host: h, tasks: tasks,
+	hr := &hostRun{r: r, role: role, host: h, tasks: tasks, changedPaths: map[string]bool{},
 		done: Event{Event: "host_done", Role: role, Host: h.Name, Tasks: len(tasks)}}
 	t0 := time.Now()
 	c, err := r.pool.get(ctx, h)
@@ -196,14 +197,44 @@ type plannedTask struct {
 	resp modules.CheckResponse
 }
 
-// run is the check phase (one exchange for all probes), then, unless in
-// check mode, the apply phase (one exchange for all changes).
+// run checks the host's tasks in one exchange and applies the changes in
+// another. A task whose facts an earlier change of the same round may have
+// made stale (after a command that ran, or a change to an overlapping path)
+// starts a new round, so every task is decided on the state its
+// predecessors left: usually there is one round.
 func (hr *hostRun) run(ctx context.Context) (status, failure string) {
-	planned, err := hr.check(ctx)
-	if err != nil {
-		return "failed", err.Error()
+	pending := hr.tasks
+	for len(pending) > 0 {
+		planned, err := hr.check(ctx, pending)
+		if err != nil {
+			return "failed", err.Error()
+		}
+		cut := staleFrom(planned)
+		if hr.r.opts.Check {
+			// Nothing runs, so nothing can be re-checked: a task decided on
+			// facts a predecessor would change is reported as undecided.
+			for i := cut; i < len(planned); i++ {
+				if planned[i].resp.Err != nil {
+					planned[i].resp = modules.CheckResponse{Changed: true, Reason: "decided only once the tasks before it have run: " + planned[i].resp.Err.Error()}
+				}
+			}
+			cut = len(planned)
+		}
+		if status, failure := hr.round(ctx, planned[:cut]); status == "failed" {
+			hr.skipRest(planned[cut:], "not run: an earlier task failed")
+			return status, failure
+		}
+		pending = pending[cut:]
 	}
-	// Tasks after the first failed check do not run; the ones before it do.
+	if hr.done.TasksChanged > 0 {
+		return "changed", ""
+	}
+	return "ok", ""
+}
+
+// round reports, and unless in check mode applies, tasks checked together.
+// Tasks after the first failed check do not run; the ones before it do.
+func (hr *hostRun) round(ctx context.Context, planned []plannedTask) (status, failure string) {
 	stop := len(planned)
 	for i, p := range planned {
 		if p.resp.Err != nil {
@@ -237,24 +268,76 @@ func (hr *hostRun) run(ctx context.Context) (status, failure string) {
 		hr.skipRest(planned[stop+1:], "not run: an earlier task failed")
 		return "failed", msg
 	}
-	if hr.done.TasksChanged > 0 {
-		return "changed", ""
-	}
-	return "ok", ""
+	return "", ""
 }
 
-// check gathers the shared facts and runs every task's probe, all in one
+// staleFrom returns the index of the first task whose check may be stale
+// once the changes planned before it are applied, or len(planned).
+func staleFrom(planned []plannedTask) int {
+	var changed []string // paths changed so far
+	opaque := false      // a change with unknown effects (a command) comes first
+	for j, p := range planned {
+		if (opaque || overlaps(changed, readPaths(p.Impl))) && dependsOnState(p.Impl) {
+			return j
+		}
+		if !p.resp.Changed {
+			continue
+		}
+		if pa, ok := p.Impl.(modules.Pather); ok {
+			changed = append(changed, pa.Paths()...)
+		} else {
+			opaque = true
+		}
+	}
+	return len(planned)
+}
+
+// dependsOnState reports whether a task's decision reads the host at all.
+func dependsOnState(t modules.Task) bool {
+	_, reads := t.(modules.FactReader)
+	return reads || t.Probe(modules.ProbeRequest{}) != ""
+}
+
+// readPaths lists the paths a task's decision depends on.
+func readPaths(t modules.Task) []string {
+	var out []string
+	if pa, ok := t.(modules.Pather); ok {
+		out = append(out, pa.Paths()...)
+	}
+	if fr, ok := t.(modules.FactReader); ok {
+		for _, k := range fr.Facts() {
+			out = append(out, k.Key)
+		}
+	}
+	return out
+}
+
+// overlaps reports whether a read path is a changed one or, for a changed
+// path that stands for a whole tree (it ends in "/"), lies in it.
+func overlaps(changed, read []string) bool {
+	for _, c := range changed {
+		tree, ok := strings.CutSuffix(c, "/")
+		for _, r := range read {
+			if r == c || ok && (r == tree || strings.HasPrefix(r, c)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// check gathers the shared facts and runs the probes of tasks, all in one
 // exchange, and lets each task decide.
-func (hr *hostRun) check(ctx context.Context) ([]plannedTask, error) {
+func (hr *hostRun) check(ctx context.Context, tasks []plans.Task) ([]plannedTask, error) {
 	t0 := time.Now()
-	defer func() { hr.done.CheckMS = time.Since(t0).Milliseconds() }()
+	defer func() { hr.done.CheckMS += time.Since(t0).Milliseconds() }()
 	diff := hr.r.opts.Diff
 	b := newBatch()
-	wanted := wantedFacts(hr.tasks)
+	wanted := wantedFacts(tasks)
 	for i, w := range wanted {
 		b.add(-1-i, w.fact.Script(w.keys), false)
 	}
-	for i, t := range hr.tasks {
+	for i, t := range tasks {
 		if probe := t.Impl.Probe(modules.ProbeRequest{Diff: diff}); probe != "" {
 			b.add(i, probe, false)
 		}
@@ -279,23 +362,22 @@ func (hr *hostRun) check(ctx context.Context) ([]plannedTask, error) {
 			facts[modules.FactKey{Fact: w.name, Key: k}] = v
 		}
 	}
-	changedPaths := map[string]bool{}
-	planned := make([]plannedTask, len(hr.tasks))
-	for i, t := range hr.tasks {
+	planned := make([]plannedTask, len(tasks))
+	for i, t := range tasks {
 		req := modules.CheckRequest{Diff: diff, Facts: facts}
 		if s := sections[i]; s != nil {
 			req.Output, req.ProbeCode = s.output, s.code
 		}
 		if w, ok := t.Impl.(modules.Watcher); ok {
 			for _, p := range w.Watches() {
-				req.Triggered = req.Triggered || changedPaths[p]
+				req.Triggered = req.Triggered || hr.changedPaths[p]
 			}
 		}
 		planned[i].Task = t
 		t.Impl.Check(req, &planned[i].resp)
 		if pa, ok := t.Impl.(modules.Pather); ok && planned[i].resp.Changed {
 			for _, p := range pa.Paths() {
-				changedPaths[p] = true
+				hr.changedPaths[strings.TrimSuffix(p, "/")] = true
 			}
 		}
 	}
@@ -345,7 +427,7 @@ func wantedFacts(tasks []plans.Task) []factRequest {
 // exchange; the script stops at the first failing snippet.
 func (hr *hostRun) apply(ctx context.Context, planned []plannedTask) (status, failure string) {
 	t0 := time.Now()
-	defer func() { hr.done.ApplyMS = time.Since(t0).Milliseconds() }()
+	defer func() { hr.done.ApplyMS += time.Since(t0).Milliseconds() }()
 	b := newBatch()
 	for i, p := range planned {
 		if p.resp.Changed {

@@ -104,7 +104,10 @@ type Validator interface {
 }
 
 // Pather is implemented by tasks that change paths on the host, so that
-// Watcher tasks can react to them.
+// Watcher tasks can react to them and the engine re-checks later tasks that
+// read those paths. A path ending in "/" stands for the path and everything
+// under it (a task that removes or replaces a tree). A task that changes
+// the host but is not a Pather (a command) may change anything.
 type Pather interface {
 	Paths() []string
 }

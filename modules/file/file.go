@@ -66,8 +66,16 @@ var (
 )
 
 func (f *File) Describe() string { return "file " + f.Path }
-func (f *File) Paths() []string  { return []string{f.Path} }
-func (f *File) IsSecret() bool   { return f.Secret }
+
+// Paths is the file's path; removing a path or replacing it with a link
+// changes everything under it too.
+func (f *File) Paths() []string {
+	if f.State == "absent" || f.State == "link" {
+		return []string{strings.TrimSuffix(f.Path, "/") + "/"}
+	}
+	return []string{f.Path}
+}
+func (f *File) IsSecret() bool { return f.Secret }
 
 // Validate checks the arguments and resolves the wanted content on the
 // controller, so that a bad template fails before any host is touched.
