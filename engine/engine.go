@@ -22,7 +22,7 @@ import (
 type Options struct {
 	Check bool              // change nothing; report what would change
 	Diff  bool              // include diffs in task events
-	Forks int               // hosts worked on at once; 0 means all, up to 100
+	Forks int               // hosts worked on at once; 0 means 100
 	Limit string            // host pattern every apply is restricted to
 	Args  map[string]string // -e k=v, as ctx.args
 
@@ -113,7 +113,7 @@ func newRun(plan *plans.Plan, inv *inventory.Inventory, opts Options) (*run, err
 	}
 	forks := opts.Forks
 	if forks <= 0 {
-		forks = min(max(len(inv.Hosts()), 1), 100)
+		forks = 100 // all hosts, up to 100, hosts created at run time included
 	}
 	r := &run{
 		plan:  plan,
@@ -130,7 +130,12 @@ func newRun(plan *plans.Plan, inv *inventory.Inventory, opts Options) (*run, err
 	r.j, r.id = j, j.id
 	dial := opts.Dial
 	if dial == nil {
-		dial = DefaultDialer(opts.SSH, j.pinnedKeysFile(), func(msg string) { r.emit(Event{Event: "warning", Msg: msg}) })
+		var warned sync.Map // each warning once, not once per host
+		dial = DefaultDialer(opts.SSH, j.pinnedKeysFile(), func(msg string) {
+			if _, dup := warned.LoadOrStore(msg, true); !dup {
+				r.emit(Event{Event: "warning", Msg: msg})
+			}
+		})
 	}
 	r.pool = newPool(dial)
 	return r, nil
@@ -208,6 +213,13 @@ func (r *run) AddHost(h *inventory.Host, knownHostsLine string) error {
 		}
 	}
 	return r.inv.Add(h)
+}
+
+// Touch implements plans.Runner.
+func (r *run) Touch() {
+	r.mu.Lock()
+	r.touched = true
+	r.mu.Unlock()
 }
 
 // RemoveHost implements plans.Runner: a deleted machine leaves the

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -350,8 +349,9 @@ def main(ctx):
 	}
 }
 
-// TestKilledRunLeavesNoStuckLock: a run killed without cleanup leaves its
-// lock behind; the next run sees its process is gone and takes the lock.
+// TestKilledRunLeavesNoStuckLock: a killed run cannot clean up, but the
+// kernel drops its flock, so the next run goes ahead although the lock file
+// still names the dead run.
 func TestKilledRunLeavesNoStuckLock(t *testing.T) {
 	inv, _ := localInventory(t, 1)
 	state := t.TempDir()
@@ -361,15 +361,15 @@ func TestKilledRunLeavesNoStuckLock(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	// Take the lock, then forge its holder into a process that has exited.
 	j, err := openJournal(p, Options{StateDir: state, Inventories: []string{"inv"}, RunID: "killed"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	dead := exec.Command("true")
-	dead.Run()
-	host, _ := os.Hostname()
-	os.WriteFile(j.lock, []byte(fmt.Sprintf(`{"run_id":"killed","pid":%d,"host":%q}`, dead.Process.Pid, host)), 0o600)
+	lock := j.lock.Name()
+	j.lock.Close() // what the kernel does for a killed process; the file keeps its content
+	if raw, _ := os.ReadFile(lock); !strings.Contains(string(raw), `"run_id":"killed"`) {
+		t.Fatalf("lock file holds %q", raw)
+	}
 	if _, err := Run(context.Background(), p, inv, Options{StateDir: state, Inventories: []string{"inv"}}); err != nil {
 		t.Fatalf("run after a killed run: %v", err)
 	}
@@ -409,5 +409,27 @@ def main(ctx):
 		if b, _ := os.ReadFile(f); string(b) == "sleep\x00"+nap+"\x00" {
 			t.Errorf("still running after cancel: %s", f)
 		}
+	}
+}
+
+// TestJournalKeepsWhatResumeNeeds: a resumed run must check host keys as the
+// first did, so SSH trust is journaled with the other flags.
+func TestJournalKeepsWhatResumeNeeds(t *testing.T) {
+	inv, _ := localInventory(t, 1)
+	state := t.TempDir()
+	opts := Options{StateDir: state, Diff: true, Forks: 7, Limit: "h1", Args: map[string]string{"a": "b"},
+		Inventories: []string{"/inv.ini"},
+		SSH:         SSHOptions{KnownHosts: []string{"/kh"}, HostKeyCheck: "strict", ConnectTimeout: 3 * time.Second}}
+	rep, _, err := runPlan(t, "testdata/site.star", inv, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := ReadRunRecord(state, rep.RunID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rec.Diff || rec.Forks != 7 || rec.Limit != "h1" || rec.Args["a"] != "b" || rec.Inventories[0] != "/inv.ini" ||
+		rec.KnownHosts[0] != "/kh" || rec.HostKeyCheck != "strict" || rec.ConnectTimeout != 3*time.Second {
+		t.Errorf("run.json: %+v", rec)
 	}
 }

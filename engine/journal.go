@@ -33,7 +33,7 @@ type journal struct {
 	id    string
 	dir   string
 	state string
-	lock  string
+	lock  *os.File // held with flock for the whole run
 
 	mu     sync.Mutex
 	events *os.File
@@ -48,7 +48,13 @@ type RunRecord struct {
 	Inventories []string          `json:"inventories,omitempty"`
 	Args        map[string]string `json:"args,omitempty"`
 	Check       bool              `json:"check,omitempty"`
+	Diff        bool              `json:"diff,omitempty"`
 	Limit       string            `json:"limit,omitempty"`
+	Forks       int               `json:"forks,omitempty"`
+	// SSH trust, so a resumed run checks host keys as the first one did.
+	KnownHosts     []string      `json:"known_hosts,omitempty"`
+	HostKeyCheck   string        `json:"host_key_check,omitempty"`
+	ConnectTimeout time.Duration `json:"connect_timeout,omitempty"`
 	ResumedFrom string            `json:"resumed_from,omitempty"`
 	Started     time.Time         `json:"started"`
 }
@@ -95,7 +101,9 @@ func openJournal(plan *plans.Plan, opts Options) (*journal, error) {
 		j.done = done
 	}
 	rec := RunRecord{ID: id, Plan: plan.Path, Inventories: opts.Inventories, Args: opts.Args,
-		Check: opts.Check, Limit: opts.Limit, ResumedFrom: opts.Resume, Started: time.Now().UTC()}
+		Check: opts.Check, Diff: opts.Diff, Limit: opts.Limit, Forks: opts.Forks,
+		KnownHosts: opts.SSH.KnownHosts, HostKeyCheck: opts.SSH.HostKeyCheck, ConnectTimeout: opts.SSH.ConnectTimeout,
+		ResumedFrom: opts.Resume, Started: time.Now().UTC()}
 	if abs, err := filepath.Abs(plan.Path); err == nil && fileExists(plan.Path) {
 		rec.Plan = abs
 	}
@@ -250,8 +258,9 @@ func (e *LockedError) Error() string {
 		h.RunID, h.PID, h.User, h.Host, h.Since.Format(time.RFC3339), e.Path)
 }
 
-// acquireLock takes the lock of this plan and inventory. A lock left by a
-// dead process on this machine is taken over.
+// acquireLock takes the lock of this plan and inventory: an flock(2) on a
+// file under <state>/locks that the kernel releases when the process ends,
+// however it ends. The file holds the holder's details for the refusal.
 func (j *journal) acquireLock(plan string, inventories []string) error {
 	key := plan + "\x00" + strings.Join(inventories, "\x00")
 	if abs, err := filepath.Abs(plan); err == nil {
@@ -263,46 +272,36 @@ func (j *journal) acquireLock(plan string, inventories []string) error {
 		return fmt.Errorf("lock: %w", err)
 	}
 	path := filepath.Join(dir, hex.EncodeToString(sum[:8])+".lock")
-	host, _ := os.Hostname()
-	me := lockHolder{RunID: j.id, PID: os.Getpid(), Host: host, User: os.Getenv("USER"), Since: time.Now().UTC()}
-	b, _ := json.Marshal(me)
-	for attempt := 0; attempt < 2; attempt++ {
-		f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-		if err == nil {
-			_, err = f.Write(b)
-			f.Close()
-			j.lock = path
-			return err
-		}
-		if !errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("lock: %w", err)
-		}
-		var holder lockHolder
-		raw, _ := os.ReadFile(path)
-		if json.Unmarshal(raw, &holder) == nil && (holder.Host != host || processAlive(holder.PID)) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return fmt.Errorf("lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		defer f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			var holder lockHolder
+			raw, _ := os.ReadFile(path)
+			json.Unmarshal(raw, &holder)
 			return &LockedError{Path: path, Holder: holder}
 		}
-		os.Remove(path) // stale: its process is gone
+		return fmt.Errorf("lock %s: %w", path, err)
 	}
-	return fmt.Errorf("lock: could not take %s", path)
+	host, _ := os.Hostname()
+	b, _ := json.Marshal(lockHolder{RunID: j.id, PID: os.Getpid(), Host: host, User: os.Getenv("USER"), Since: time.Now().UTC()})
+	if err := f.Truncate(0); err == nil {
+		f.WriteAt(b, 0)
+	}
+	j.lock = f
+	return nil
 }
 
+// releaseLock ends the run's hold; the file stays for the next run.
 func (j *journal) releaseLock() {
-	if j.lock != "" {
-		os.Remove(j.lock)
-		j.lock = ""
+	if j.lock != nil {
+		j.lock.Truncate(0)
+		j.lock.Close()
+		j.lock = nil
 	}
-}
-
-func processAlive(pid int) bool {
-	if pid <= 0 {
-		return false
-	}
-	p, err := os.FindProcess(pid)
-	if err != nil {
-		return false
-	}
-	return p.Signal(syscall.Signal(0)) == nil
 }
 
 func writeFileAtomic(path string, data []byte) error {

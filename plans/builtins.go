@@ -82,11 +82,17 @@ func moduleBuiltin(info modules.Info) *starlark.Builtin {
 			if rs == nil {
 				return nil, fmt.Errorf("%s: can only be called while a plan runs", info.ID)
 			}
+			if th.Local(localRole) != nil {
+				return nil, fmt.Errorf("%s: acts from the controller; call it in main or a step, not inside a role", info.ID)
+			}
 			env := rs.env(nil)
 			if val, ok := impl.(modules.Validator); ok {
 				if err := val.Validate(env); err != nil {
 					return nil, fmt.Errorf("%s: %w", info.ID, err)
 				}
+			}
+			if !rs.opts.Check {
+				rs.runner.Touch()
 			}
 			res, err := impl.Call(contextFromThread(th), env)
 			if err != nil {

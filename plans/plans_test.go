@@ -78,6 +78,7 @@ func (r *fakeRunner) AddHost(h *inventory.Host, line string) error {
 }
 
 func (r *fakeRunner) RemoveHost(name string) {}
+func (r *fakeRunner) Touch()                  {}
 
 func (r *fakeRunner) StepDone(name string) (json.RawMessage, bool) {
 	raw, ok := r.done[name]
@@ -368,5 +369,56 @@ func TestShippedPlansLoad(t *testing.T) {
 			continue
 		}
 		p.Close()
+	}
+}
+
+func TestCtxAndControllerCallsRefusedInRoles(t *testing.T) {
+	for src, want := range map[string]string{
+		"def main(ctx):\n    def role(h):\n        ctx.apply(\"all\", lambda x: None)\n    ctx.apply(\"all\", role)\n": "ctx.apply: cannot be called inside a role",
+		"def main(ctx):\n    def role(h):\n        ctx.step(\"s\", lambda: None)\n    ctx.apply(\"all\", role)\n":   "ctx.step: cannot be called inside a role",
+		"def role(h):\n    linode.instances()\ndef main(ctx):\n    ctx.apply(\"all\", role)\n":                   "linode.instances: acts from the controller",
+	} {
+		err := run(t, src, newRunner("web1"))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %v, want %q", err, want)
+		}
+	}
+}
+
+// cancellingRunner cancels the run during its second apply, as Ctrl-C would.
+type cancellingRunner struct {
+	*fakeRunner
+	cancel  context.CancelFunc
+	applies int
+}
+
+func (r *cancellingRunner) Apply(ctx context.Context, req ApplyRequest) (ApplyResult, error) {
+	r.applies++
+	if r.applies == 2 {
+		r.cancel()
+		return ApplyResult{}, ctx.Err()
+	}
+	return r.fakeRunner.Apply(ctx, req)
+}
+
+func TestUndoRunsAfterCancellation(t *testing.T) {
+	p, err := Load(writePlan(t, map[string]string{"plan.star": `
+def main(ctx):
+    ctx.step("switch", lambda: ctx.apply("all", lambda h: None), undo = lambda: [print("restoring"), ctx.apply("all", lambda h: None)])
+    ctx.step("check", lambda: ctx.apply("all", lambda h: None))
+`}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &cancellingRunner{fakeRunner: newRunner("web1"), cancel: cancel}
+	if err := p.Run(ctx, r, RunOptions{}); err == nil {
+		t.Fatal("a cancelled run succeeded")
+	}
+	if got := strings.Join(r.steps, " "); got != "switch:start switch:done check:start check:failed switch:undone" {
+		t.Errorf("steps = %s", got)
+	}
+	if r.applies != 3 || strings.Join(r.out, "|") != "restoring" {
+		t.Errorf("the undo did not run its apply: %d applies, output %q", r.applies, r.out)
 	}
 }

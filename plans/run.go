@@ -31,6 +31,10 @@ type Runner interface {
 	AddHost(h *inventory.Host, knownHostsLine string) error
 	// RemoveHost forgets a host deleted at run time.
 	RemoveHost(name string)
+	// Touch records that the plan is about to act on the world (a
+	// controller-side call outside check mode), so a later plan error is
+	// no longer one "found before anything changed".
+	Touch()
 	// StepDone returns the recorded result of a step that completed in the
 	// run being resumed.
 	StepDone(name string) (result json.RawMessage, ok bool)
@@ -213,6 +217,15 @@ func (rs *runState) contextValue() starlark.Value {
 	})
 }
 
+// notInRole refuses ctx calls from a role reached through a closure: roles
+// only record tasks, and an apply inside an apply would wait on itself.
+func notInRole(th *starlark.Thread, b *starlark.Builtin) error {
+	if th.Local(localRole) != nil {
+		return fmt.Errorf("%s: cannot be called inside a role; roles only record tasks", b.Name())
+	}
+	return nil
+}
+
 func (rs *runState) hosts(th *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	pattern := "all"
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "pattern?", &pattern); err != nil {
@@ -232,6 +245,9 @@ func (rs *runState) apply(th *starlark.Thread, b *starlark.Builtin, args starlar
 		serial  int
 		maxFail int
 	)
+	if err := notInRole(th, b); err != nil {
+		return nil, err
+	}
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "targets", &targets, "role", &role, "serial?", &serial, "max_fail?", &maxFail); err != nil {
 		return nil, err
 	}
@@ -326,6 +342,9 @@ func (rs *runState) step(th *starlark.Thread, b *starlark.Builtin, args starlark
 		fn     starlark.Callable
 		undoFn starlark.Value = starlark.None
 	)
+	if err := notInRole(th, b); err != nil {
+		return nil, err
+	}
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "fn", &fn, "undo?", &undoFn); err != nil {
 		return nil, err
 	}
@@ -358,7 +377,7 @@ func (rs *runState) step(th *starlark.Thread, b *starlark.Builtin, args starlark
 	if err != nil {
 		err = posError(err)
 		rs.runner.StepEvent(name, "failed", nil, err)
-		rs.rollback(th)
+		rs.rollback(contextFromThread(th))
 		return nil, &stepError{step: name, err: err}
 	}
 	raw, _ := encodeResult(result)
@@ -383,8 +402,12 @@ func (rs *runState) pushUndo(step string, fn starlark.Callable, result starlark.
 }
 
 // rollback runs the undo functions of completed steps, newest first. An undo
-// that fails is journaled and the rest still run.
-func (rs *runState) rollback(th *starlark.Thread) {
+// that fails is journaled and the rest still run. Undos run on a thread of
+// their own that a cancelled run does not stop: after Ctrl-C in the middle
+// of a switch-over, putting things back is what the operator needs.
+func (rs *runState) rollback(ctx context.Context) {
+	th, done := rs.thread(context.WithoutCancel(ctx), "undo", "")
+	defer done()
 	rs.mu.Lock()
 	undos := rs.undos
 	rs.undos = nil

@@ -56,6 +56,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	logger := log.NewWithOptions(struct{ io.Writer }{stderr}, log.Options{Prefix: "orch"})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The first Ctrl-C cancels the run (and lets undos put things back); a
+	// second one, with the default handling restored, ends orch at once.
+	context.AfterFunc(ctx, stop)
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usageHeader)
 		return exitUsage

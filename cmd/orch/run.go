@@ -59,8 +59,8 @@ func (c *cli) resume(ctx context.Context, args []string) (int, error) {
 	fs := newFlagSet("resume", c.stderr)
 	fs.BoolVar(&f.json, "json", false, "print JSON Lines events on stdout")
 	fs.BoolVar(&f.verbose, "v", false, "show unchanged tasks too")
-	fs.Var(&f.knownHosts, "known-hosts", "known_hosts file (repeatable)")
-	fs.StringVar(&f.hostKeyCheck, "host-key-check", "accept-new", "strict, accept-new or off")
+	fs.Var(&f.knownHosts, "known-hosts", "known_hosts file (repeatable); default: the resumed run's")
+	fs.StringVar(&f.hostKeyCheck, "host-key-check", "", "strict, accept-new or off; default: the resumed run's")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return exitUsage, flagError(err)
@@ -72,8 +72,17 @@ func (c *cli) resume(ctx context.Context, args []string) (int, error) {
 	if err != nil {
 		return exitUsage, &usageError{msg: err.Error()}
 	}
+	// Everything as the resumed run had it, SSH trust included, unless
+	// given again here.
 	f.inventories = rec.Inventories
-	f.check, f.limit = rec.Check, rec.Limit
+	f.check, f.diff, f.limit, f.forks = rec.Check, rec.Diff, rec.Limit, rec.Forks
+	f.timeout = rec.ConnectTimeout
+	if len(f.knownHosts) == 0 {
+		f.knownHosts = rec.KnownHosts
+	}
+	if f.hostKeyCheck == "" {
+		f.hostKeyCheck = rec.HostKeyCheck
+	}
 	for k, v := range rec.Args {
 		f.extra = append(f.extra, k+"="+v)
 	}
@@ -88,7 +97,7 @@ func (c *cli) resume(ctx context.Context, args []string) (int, error) {
 // exit code.
 func (c *cli) execute(ctx context.Context, planPath string, f runFlags, resume string) (int, error) {
 	switch f.hostKeyCheck {
-	case "strict", "accept-new", "off":
+	case "", "strict", "accept-new", "off":
 	default:
 		return exitUsage, &usageError{msg: fmt.Sprintf("--host-key-check %q: want strict, accept-new or off", f.hostKeyCheck)}
 	}
