@@ -55,8 +55,8 @@ type RunRecord struct {
 	KnownHosts     []string      `json:"known_hosts,omitempty"`
 	HostKeyCheck   string        `json:"host_key_check,omitempty"`
 	ConnectTimeout time.Duration `json:"connect_timeout,omitempty"`
-	ResumedFrom string            `json:"resumed_from,omitempty"`
-	Started     time.Time         `json:"started"`
+	ResumedFrom    string        `json:"resumed_from,omitempty"`
+	Started        time.Time     `json:"started"`
 }
 
 // StateDir is where runs are journaled: $ORCH_STATE, else .orch in the

@@ -78,7 +78,7 @@ func (r *fakeRunner) AddHost(h *inventory.Host, line string) error {
 }
 
 func (r *fakeRunner) RemoveHost(name string) {}
-func (r *fakeRunner) Touch()                  {}
+func (r *fakeRunner) Touch()                 {}
 
 func (r *fakeRunner) StepDone(name string) (json.RawMessage, bool) {
 	raw, ok := r.done[name]
@@ -375,8 +375,8 @@ func TestShippedPlansLoad(t *testing.T) {
 func TestCtxAndControllerCallsRefusedInRoles(t *testing.T) {
 	for src, want := range map[string]string{
 		"def main(ctx):\n    def role(h):\n        ctx.apply(\"all\", lambda x: None)\n    ctx.apply(\"all\", role)\n": "ctx.apply: cannot be called inside a role",
-		"def main(ctx):\n    def role(h):\n        ctx.step(\"s\", lambda: None)\n    ctx.apply(\"all\", role)\n":   "ctx.step: cannot be called inside a role",
-		"def role(h):\n    linode.instances()\ndef main(ctx):\n    ctx.apply(\"all\", role)\n":                   "linode.instances: acts from the controller",
+		"def main(ctx):\n    def role(h):\n        ctx.step(\"s\", lambda: None)\n    ctx.apply(\"all\", role)\n":      "ctx.step: cannot be called inside a role",
+		"def role(h):\n    linode.instances()\ndef main(ctx):\n    ctx.apply(\"all\", role)\n":                         "linode.instances: acts from the controller",
 	} {
 		err := run(t, src, newRunner("web1"))
 		if err == nil || !strings.Contains(err.Error(), want) {
