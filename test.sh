@@ -5,7 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/install-deps
-go run ./cmd/orch lab image
+# The lab image is built once (debootstrap needs root); without Docker the
+# lab tests skip themselves.
+if docker info >/dev/null 2>&1; then
+  go run ./cmd/orch lab image
+else
+  echo "test.sh: no Docker engine: the lab tests will skip" >&2
+fi
 if [ $# -eq 0 ]; then
   set -- -race -timeout 20m ./...
 fi

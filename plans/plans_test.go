@@ -345,10 +345,14 @@ func TestResumeSkipsCompletedSteps(t *testing.T) {
 }
 
 func TestStepResultsKeepHosts(t *testing.T) {
-	h := &inventory.Host{Name: "ns9", Address: "10.9.9.9", Port: 2222, User: "root", Groups: []string{"dns"}}
+	h := &inventory.Host{Name: "ns9", Address: "10.9.9.9", Port: 2222, User: "root", Groups: []string{"dns"},
+		Vars: map[string]any{"linode_id": 7, "ansible_become_password": "s3cret"}}
 	raw, err := encodeResult((&runState{}).hostList([]*inventory.Host{h}))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if strings.Contains(string(raw), "s3cret") || !strings.Contains(string(raw), `"linode_id":7`) {
+		t.Errorf("journaled %s", raw)
 	}
 	r := newRunner()
 	rs := &runState{runner: r}

@@ -443,7 +443,7 @@ func encodeResult(v starlark.Value) (json.RawMessage, error) {
 func hostsToJSON(v any) any {
 	switch x := v.(type) {
 	case *inventory.Host:
-		return map[string]any{"__host__": x}
+		return map[string]any{"__host__": journaledHost(x)}
 	case []any:
 		out := make([]any, len(x))
 		for i, e := range x {
@@ -458,6 +458,20 @@ func hostsToJSON(v any) any {
 		return out
 	}
 	return v
+}
+
+// journaledHost keeps what reaching a host again takes: its connection
+// fields and its cloud IDs and tags. Other vars stay out of the journal,
+// since inventories may hold passwords there.
+func journaledHost(h *inventory.Host) *inventory.Host {
+	j := *h
+	j.Vars = map[string]any{}
+	for k, v := range h.Vars {
+		if strings.HasSuffix(k, "_id") || k == "tags" {
+			j.Vars[k] = v
+		}
+	}
+	return &j
 }
 
 func (rs *runState) decodeResult(raw json.RawMessage) (starlark.Value, error) {

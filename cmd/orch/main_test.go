@@ -55,8 +55,11 @@ func TestScripts(t *testing.T) {
 			},
 		},
 		Condition: func(cond string) (bool, error) {
-			if cond == "docker" {
+			switch cond {
+			case "docker":
 				return exec.Command("docker", "info").Run() == nil, nil
+			case "sshd":
+				return sshdtest.Available() == "", nil
 			}
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},
@@ -75,7 +78,7 @@ func fleetCmd(ts *testscript.TestScript, neg bool, args []string) {
 	switch args[0] {
 	case "start":
 		if why := sshdtest.Available(); why != "" {
-			ts.Fatalf("%s", why)
+			ts.Fatalf("%s (guard the script with [!sshd] skip)", why)
 		}
 		n, err := strconv.Atoi(args[1])
 		ts.Check(err)

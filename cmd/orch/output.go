@@ -36,7 +36,10 @@ type renderer struct {
 	lastDraw time.Time
 }
 
-type recapLine struct{ ok, changed, failed, unreachable int }
+type recapLine struct {
+	ok, changed, failed, unreachable int
+	failedBefore                     int // failed when the current apply started
+}
 
 func newRenderer(w io.Writer, asJSON, verbose, diff bool) *renderer {
 	r := &renderer{w: w, verbose: verbose, diff: diff, recap: map[string]*recapLine{}}
@@ -75,11 +78,14 @@ func (r *renderer) event(e engine.Event) {
 		}
 	case "host_start":
 		r.working = append(r.working, e.Host)
+		r.host(e.Host).failedBefore = r.host(e.Host).failed
 	case "host_done":
-		if e.Status == "unreachable" {
-			r.host(e.Host).unreachable++
-		} else {
-			r.host(e.Host)
+		l := r.host(e.Host)
+		switch {
+		case e.Status == "unreachable":
+			l.unreachable++
+		case e.Status == "failed" && l.failed == l.failedBefore:
+			l.failed++ // the host failed before any task could (its check exchange failed)
 		}
 		r.finished++
 		r.working = slices.DeleteFunc(r.working, func(h string) bool { return h == e.Host })
@@ -131,7 +137,7 @@ func (r *renderer) format(e engine.Event) string {
 		case "unreachable":
 			return fmt.Sprintf("  %s: UNREACHABLE %s", e.Host, e.Msg)
 		case "failed":
-			return fmt.Sprintf("  %s: failed", e.Host)
+			return fmt.Sprintf("  %s: FAILED %s", e.Host, e.Msg)
 		}
 		if r.verbose {
 			return fmt.Sprintf("  %s: %s (%d tasks, %d changed, %d exchanges)", e.Host, e.Status, e.Tasks, e.TasksChanged, e.Exchanges)

@@ -49,7 +49,7 @@ func (c *cli) run(ctx context.Context, args []string) (int, error) {
 		return exitUsage, flagError(err)
 	}
 	if len(pos) != 1 {
-		return exitUsage, &usageError{msg: "orch run takes exactly one plan", hint: "orch run plans/dns-swap.star -i inventory.ini"}
+		return exitUsage, &usageError{msg: "orch run takes exactly one plan", hint: "orch run plans/quickstart.star -i inventory.ini"}
 	}
 	return c.execute(ctx, pos[0], f, "")
 }

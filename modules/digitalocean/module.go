@@ -2,6 +2,7 @@ package digitalocean
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/orch-dev/orch/inventory"
 	"github.com/orch-dev/orch/modules"
@@ -42,7 +43,7 @@ func (c *createCall) Call(ctx context.Context, env *modules.Env) (any, error) {
 		for _, name := range c.Names {
 			d, err := cl.byName(ctx, name)
 			if err != nil {
-				return nil, err
+				return nil, cl.scrub(fmt.Errorf("digitalocean.create %s: %w", name, err))
 			}
 			if d == nil {
 				env.Logf("check: digitalocean.create would create %s", name)

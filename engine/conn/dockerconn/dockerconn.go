@@ -188,7 +188,14 @@ func Quote(s string) string {
 }
 
 func (c *Conn) exec(ctx context.Context, script string, stdin io.Reader) (conn.Result, error) {
-	if len(script) > maxArg {
+	// Without a caller's stdin, the script travels on stdin rather than as
+	// an argument, which anyone listing processes could read (it may carry
+	// a secret file's content); a { } group makes sh parse all of it first.
+	run := `/bin/sh -c "$1"`
+	if stdin == nil {
+		run, stdin = "/bin/sh", strings.NewReader(conn.GroupScript(script))
+		script = ""
+	} else if len(script) > maxArg {
 		return c.execLong(ctx, script, stdin)
 	}
 	// The wrapper records the script's process group leader so that a
@@ -196,12 +203,12 @@ func (c *Conn) exec(ctx context.Context, script string, stdin io.Reader) (conn.R
 	token := randomToken()
 	pidFile := "/tmp/.orch-exec-" + token
 	wrapper := `{ echo $$ > ` + pidFile + `; } 2>/dev/null
-/bin/sh -c "$1"
+` + run + `
 rc=$?
 rm -f ` + pidFile + `
 exit $rc`
 	create := map[string]any{
-		"AttachStdin":  stdin != nil,
+		"AttachStdin":  true,
 		"AttachStdout": true,
 		"AttachStderr": true,
 		"Tty":          false,
