@@ -73,9 +73,11 @@ func TestBatchNoChangeLine(t *testing.T) {
 	}
 }
 
-func TestBatchMarkersCannotBeForged(t *testing.T) {
+// TestBatchOnlyHonoursItsOwnMarkers: each batch has a random nonce, so
+// output that looks like another batch's markers (a task printing a log of
+// an earlier run, say) stays the task's output.
+func TestBatchOnlyHonoursItsOwnMarkers(t *testing.T) {
 	b := newBatch()
-	// Output that imitates another run's markers must stay output.
 	b.add(0, "printf '\\n__orch_0000000000000000 E 0 0\\n'", false)
 	got, err := b.parse(runBatch(t, b))
 	if err != nil {
