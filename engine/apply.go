@@ -424,10 +424,38 @@ func wantedFacts(tasks []plans.Task) []factRequest {
 }
 
 // apply runs the Apply snippets of the changed tasks in order, in one
-// exchange; the script stops at the first failing snippet.
+// exchange unless uploads split it; a script stops at its first failing
+// snippet.
 func (hr *hostRun) apply(ctx context.Context, planned []plannedTask) (status, failure string) {
 	t0 := time.Now()
 	defer func() { hr.done.ApplyMS += time.Since(t0).Milliseconds() }()
+	// A task with an upload starts a batch of its own: its content goes over
+	// SFTP once the tasks before it (which may create its directory) ran.
+	for start := 0; start < len(planned); {
+		end := start + 1
+		for end < len(planned) && !(planned[end].resp.Changed && planned[end].resp.Upload != nil) {
+			end++
+		}
+		if status, failure := hr.applyBatch(ctx, planned[start:end]); status == "failed" {
+			hr.skipRest(planned[end:], "not run: an earlier task failed")
+			return status, failure
+		}
+		start = end
+	}
+	return "", ""
+}
+
+// applyBatch runs the Apply snippets of changed tasks in one exchange,
+// after the first task's upload, if it has one.
+func (hr *hostRun) applyBatch(ctx context.Context, planned []plannedTask) (status, failure string) {
+	if p := planned[0]; p.resp.Changed && p.resp.Upload != nil {
+		if err := hr.upload(ctx, p.resp.Upload); err != nil {
+			msg := hr.taskError(p, err)
+			hr.taskEvent(p, "failed", msg, "")
+			hr.skipRest(planned[1:], "not run: an earlier task failed")
+			return "failed", msg
+		}
+	}
 	b := newBatch()
 	for i, p := range planned {
 		if p.resp.Changed {
@@ -468,6 +496,14 @@ func (hr *hostRun) apply(ctx context.Context, planned []plannedTask) (status, fa
 		}
 	}
 	return "", ""
+}
+
+func (hr *hostRun) upload(ctx context.Context, up *modules.Upload) error {
+	c, err := hr.r.pool.get(ctx, hr.host)
+	if err != nil {
+		return err
+	}
+	return c.WriteFile(ctx, up.Path, up.Data, up.Mode)
 }
 
 // taskError names the task, its plan position and the host.

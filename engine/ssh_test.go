@@ -158,3 +158,45 @@ func TestSSHOneUnreachableOfFive(t *testing.T) {
 		}
 	}
 }
+
+// TestSSHLargeFileGoesOverSFTP: content too large for a script is written
+// with SFTP beside the target and renamed into place; reruns compare hashes.
+func TestSSHLargeFileGoesOverSFTP(t *testing.T) {
+	fleet := sshdtest.Start(t, 1, sshdtest.Options{})
+	inv, dir := sshInventory(t, fleet)
+	plan := writeFile(t, "plan.star", `
+def role(h):
+    file(path = h.vars["root"], state = "directory")
+    file(path = h.vars["root"] + "/big", content = "0123456789abcdef" * 131072, mode = "0640")
+
+def main(ctx):
+    ctx.apply("all", role)
+`)
+	opts := Options{SSH: strictSSH(fleet.KnownHosts)}
+	rep, _, err := runPlan(t, plan, inv, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// check + SFTP requests + apply: more than two exchanges, and honest about it.
+	if s := rep.Summary; s.TasksChanged != 2 || s.Exchanges <= 2 {
+		t.Errorf("first run: %+v", s)
+	}
+	big := filepath.Join(dir, "h1", "big")
+	got, err := os.ReadFile(big)
+	if err != nil || len(got) != 16*131072 || string(got[:16]) != "0123456789abcdef" {
+		t.Fatalf("big: %d bytes, %v", len(got), err)
+	}
+	if fi, _ := os.Stat(big); fi.Mode().Perm() != 0o640 {
+		t.Errorf("mode %v", fi.Mode().Perm())
+	}
+	if entries, _ := os.ReadDir(filepath.Join(dir, "h1")); len(entries) != 1 {
+		t.Errorf("%d entries, want only big (no upload left behind)", len(entries))
+	}
+	rep, _, err = runPlan(t, plan, inv, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := rep.Summary; s.TasksChanged != 0 || s.Exchanges != 1 {
+		t.Errorf("rerun: %+v", s)
+	}
+}

@@ -70,7 +70,18 @@ type CheckResponse struct {
 	// subshell with `set -e`; it may print a line made by NoChange to report
 	// at run time that nothing was needed after all (a command guard).
 	Apply string
-	Err   error // the facts show the wanted state cannot be reached
+	// Upload, if set, is written to the host over SFTP before the Apply
+	// snippets run: content too large to travel inside a script.
+	Upload *Upload
+	Err    error // the facts show the wanted state cannot be reached
+}
+
+// Upload is content the engine writes to a host file, atomically and with
+// the given mode, for an Apply snippet to move into place.
+type Upload struct {
+	Path string
+	Data []byte
+	Mode uint32
 }
 
 // Fact is host state that many tasks read and that is far cheaper to gather

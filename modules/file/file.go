@@ -4,6 +4,7 @@ package file
 
 import (
 	"bytes"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -291,7 +292,7 @@ func (f *File) checkFile(ft facts, wantDiff bool, resp *modules.CheckResponse) {
 	if wantDiff {
 		resp.Diff = f.contentDiff(ft)
 	}
-	resp.Apply = f.writeScript(ft)
+	resp.Apply, resp.Upload = f.writeScript(ft)
 }
 
 // checkAttrs compares mode, owner and group of an existing path.
@@ -330,7 +331,7 @@ func (f *File) chownLine(quoted string) string {
 
 // writeScript writes the content to a temporary file beside the target,
 // sets its attributes, and renames it over the target.
-func (f *File) writeScript(ft facts) string {
+func (f *File) writeScript(ft facts) (string, *modules.Upload) {
 	p := modules.Quote(f.Path)
 	mode := f.mode
 	if f.Mode == "" {
@@ -339,12 +340,15 @@ func (f *File) writeScript(ft facts) string {
 			mode = ft.Mode // keep the mode of a file we only rewrite
 		}
 	}
-	// The temporary file is named by the run's nonce ($ORCH_M) and created
-	// with noclobber, which spares a mktemp process per file.
 	base := path.Base(f.Path)
 	if len(base) > 100 {
 		base = base[:100]
 	}
+	if len(f.data) > uploadAbove {
+		return f.uploadScript(ft, base, mode)
+	}
+	// The temporary file is named by the run's nonce ($ORCH_M) and created
+	// with noclobber, which spares a mktemp process per file.
 	var b strings.Builder
 	fmt.Fprintf(&b, "t=%s.\"$ORCH_M\"\n", modules.Quote(path.Join(path.Dir(f.Path), ".orch."+base)))
 	// dash runs no EXIT trap when a signal kills it, so trap those too.
@@ -355,16 +359,43 @@ func (f *File) writeScript(ft facts) string {
 	b.WriteString(base64Lines(f.data))
 	b.WriteString("ORCH_EOF\nset +C\n")
 	fmt.Fprintf(&b, "chmod %04o \"$t\"\n", mode)
+	b.WriteString(f.keepOwner(ft))
+	fmt.Fprintf(&b, "mv -f \"$t\" %s\ntrap - EXIT HUP INT TERM\n", p)
+	return b.String(), nil
+}
+
+// keepOwner is the chown of the temporary file: the wanted owner, or the
+// one of the file it replaces.
+func (f *File) keepOwner(ft facts) string {
 	switch {
 	case f.Owner != "" || f.Group != "":
-		b.WriteString(f.chownLine(`"$t"`))
+		return f.chownLine(`"$t"`)
 	case ft.Kind == "file":
-		// Keep the owner of a file we only rewrite (by number: the name may
-		// not resolve); only root may give files away, so others keep theirs.
-		fmt.Fprintf(&b, "chown %d:%d \"$t\" 2>/dev/null || true\n", ft.UID, ft.GID)
+		// By number: the name may not resolve. Only root may give files
+		// away, so others keep theirs.
+		return fmt.Sprintf("chown %d:%d \"$t\" 2>/dev/null || true\n", ft.UID, ft.GID)
 	}
-	fmt.Fprintf(&b, "mv -f \"$t\" %s\ntrap - EXIT HUP INT TERM\n", p)
-	return b.String()
+	return ""
+}
+
+// uploadAbove is the size above which content goes over SFTP rather than
+// inside the apply script, which would hold it in memory, base64-encoded.
+const uploadAbove = 1 << 20
+
+// uploadScript has the engine write the content to a temporary file beside
+// the target over SFTP; the script then sets its attributes and renames it
+// over the target.
+func (f *File) uploadScript(ft facts, base string, mode uint32) (string, *modules.Upload) {
+	var nonce [8]byte
+	rand.Read(nonce[:])
+	tmp := path.Join(path.Dir(f.Path), ".orch."+base+".upload-"+hex.EncodeToString(nonce[:]))
+	var b strings.Builder
+	fmt.Fprintf(&b, "t=%s\n", modules.Quote(tmp))
+	b.WriteString("trap 'rm -f \"$t\"' EXIT\ntrap 'rm -f \"$t\"; exit 1' HUP INT TERM\n")
+	fmt.Fprintf(&b, "chmod %04o \"$t\"\n", mode)
+	b.WriteString(f.keepOwner(ft))
+	fmt.Fprintf(&b, "mv -f \"$t\" %s\ntrap - EXIT HUP INT TERM\n", modules.Quote(f.Path))
+	return b.String(), &modules.Upload{Path: tmp, Data: f.data, Mode: mode}
 }
 
 func base64Lines(data []byte) string {
