@@ -30,8 +30,9 @@ With state="file" the content comes from exactly one of content, src (a file
 in the plan's folder) or template (a Go text/template in the plan's folder,
 rendered with the host's vars, then vars, and .host). Content is compared by
 SHA-256 on the host, so an unchanged file costs no transfer. Writes go to a
-temporary file in the same directory, then rename over the target, so a
-failed or killed run never leaves a half-written file. mode, owner and group
+temporary file in the same directory (content over 1 MiB travels by SFTP),
+then rename over the target, so a failed or killed run never leaves a
+half-written file. mode, owner and group
 are enforced when given; an existing file keeps its own otherwise, and a new
 one gets 0644 (0755 for directories). secret=True keeps the content out of
 every diff, event and journal.`,
