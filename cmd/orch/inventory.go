@@ -36,7 +36,7 @@ func (c *cli) inventory(ctx context.Context, args []string) error {
 		if inv, err = c.labInventory(ctx, &opts); err != nil {
 			return err
 		}
-	} else if inv, _, err = loadInventories(invs); err != nil {
+	} else if inv, _, err = loadInventories(ctx, invs); err != nil {
 		return &usageError{msg: err.Error()}
 	}
 	hosts := inv.Hosts()

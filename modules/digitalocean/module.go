@@ -127,3 +127,21 @@ func (c *deleteCall) Call(ctx context.Context, env *modules.Env) (any, error) {
 		return cl.Delete(ctx, ids...)
 	})
 }
+
+// Inventory lists the droplets with tag (all of them when tag is "") as a
+// dynamic inventory: `orch run plan.star -i digitalocean:web`.
+func Inventory(ctx context.Context, tag string) (*inventory.Inventory, error) {
+	cl, err := NewFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	ds, err := cl.Droplets(ctx, tag)
+	if err != nil {
+		return nil, err
+	}
+	hosts := make([]*inventory.Host, len(ds))
+	for i, d := range ds {
+		hosts[i] = d.Host()
+	}
+	return cloud.Inventory("digitalocean", hosts)
+}

@@ -141,3 +141,21 @@ func (c *renameCall) Call(ctx context.Context, env *modules.Env) (any, error) {
 	env.Logf("linode.rename: %s is now %s", c.Host.Name, in.Label)
 	return &renamed, nil
 }
+
+// Inventory lists the Linodes with tag (all of them when tag is "") as a
+// dynamic inventory: `orch run plan.star -i linode:web`.
+func Inventory(ctx context.Context, tag string) (*inventory.Inventory, error) {
+	cl, err := NewFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	ins, err := cl.Instances(ctx, tag, "")
+	if err != nil {
+		return nil, err
+	}
+	hosts := make([]*inventory.Host, len(ins))
+	for i, in := range ins {
+		hosts[i] = in.Host()
+	}
+	return cloud.Inventory("linode", hosts)
+}
