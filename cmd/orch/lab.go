@@ -103,7 +103,7 @@ func (c *cli) labStatus(ctx context.Context, l *lab.Lab, asJSON bool) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stdout, "cloud: %s (eval \"$(orch lab env)\" to use it from other tools)\n", l.CloudURL())
+	fmt.Fprintf(c.stdout, "cloud: %s (set -a; eval \"$(orch lab env)\"; set +a to use it from other tools)\n", l.CloudURL())
 	return nil
 }
 
