@@ -107,3 +107,20 @@ func TestRunsAsShDoes(t *testing.T) {
 		t.Errorf("r = %q", got)
 	}
 }
+
+func TestCheckModeRunsNothing(t *testing.T) {
+	dir := t.TempDir()
+	c := &Command{Cmd: "touch " + dir + "/ran", Unless: "touch " + dir + "/guarded; false"}
+	resp := moduletest.Check(t, c, false)
+	if !resp.Changed {
+		t.Fatalf("check: %+v", resp)
+	}
+	if _, err := os.Stat(dir + "/ran"); !os.IsNotExist(err) {
+		t.Error("check ran the command")
+	}
+	// The unless guard itself runs during the check: it must be read-only,
+	// as Ansible's is; this one is not, which the check makes visible.
+	if _, err := os.Stat(dir + "/guarded"); err != nil {
+		t.Error("the guard did not run during the check")
+	}
+}
