@@ -11,8 +11,9 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/orch-dev/orch/engine/conn/dockerconn"
 	"gopkg.in/yaml.v3"
+
+	"github.com/orch-dev/orch/internal/shell"
 )
 
 // Cloud-init support. Lab machines have no cloud-init; the lab parses the
@@ -143,7 +144,7 @@ func parseUserData(data []byte) (*seed, error) {
 				return nil, fmt.Errorf("user data: runcmd[%d]: %v", i, err)
 			}
 			for j, a := range argv {
-				argv[j] = dockerconn.Quote(a)
+				argv[j] = shell.Quote(a)
 			}
 			s.runcmd = append(s.runcmd, strings.Join(argv, " "))
 		default:

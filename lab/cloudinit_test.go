@@ -69,7 +69,7 @@ users: [default]
 			t.Errorf("file %d = %+v, want %+v", i, f, w)
 		}
 	}
-	if want := []string{`echo "one two" > /tmp/x`, `'touch' '/tmp/it'\''s'`}; !slices.Equal(s.runcmd, want) {
+	if want := []string{`echo "one two" > /tmp/x`, `touch '/tmp/it'\''s'`}; !slices.Equal(s.runcmd, want) {
 		t.Errorf("runcmd = %q, want %q", s.runcmd, want)
 	}
 	if string(s.hostKeys["ssh_host_ed25519_key"]) != "PRIVATE\n" || string(s.hostKeys["ssh_host_ed25519_key.pub"]) != "ssh-ed25519 AAAA root@x\n" {
@@ -84,9 +84,9 @@ users: [default]
 
 	boot := s.bootScript()
 	for _, want := range []string{
-		"cat /etc/orch-lab/files/0 > '/etc/a.conf' && chmod 0644 '/etc/a.conf'",
-		"chown 'www-data:www-data' '/etc/b.conf'",
-		"cat /etc/orch-lab/files/2 >> '/etc/c.conf' && chmod 0755",
+		"cat /etc/orch-lab/files/0 > /etc/a.conf && chmod 0644 /etc/a.conf",
+		"chown www-data:www-data /etc/b.conf",
+		"cat /etc/orch-lab/files/2 >> /etc/c.conf && chmod 0755",
 		"/bin/sh /etc/orch-lab/runcmd.sh",
 		"unsupported cloud-init keys ignored: users, ssh_keys.dsa_private",
 	} {

@@ -43,7 +43,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/orch-dev/orch/engine/conn/dockerconn"
+	"github.com/orch-dev/orch/internal/shell"
 	"github.com/orch-dev/orch/inventory"
 	"github.com/orch-dev/orch/lab/image"
 	"github.com/orch-dev/orch/lab/internal/dockercli"
@@ -297,7 +297,7 @@ func (l *Lab) EnvLines() []string {
 	env := l.Env()
 	var out []string
 	for k, v := range env {
-		out = append(out, k+"="+dockerconn.Quote(v))
+		out = append(out, k+"="+shell.Quote(v))
 	}
 	sort.Strings(out)
 	return out

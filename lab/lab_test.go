@@ -275,7 +275,8 @@ func TestEnv(t *testing.T) {
 		}
 	}
 	lines := l.EnvLines()
-	if len(lines) != 4 || !strings.HasPrefix(lines[0], "DIGITALOCEAN_TOKEN='") {
+	// KEY=value lines that a shell can eval and a script can split on "=".
+	if len(lines) != 4 || lines[0] != "DIGITALOCEAN_TOKEN="+env["DIGITALOCEAN_TOKEN"] || lines[3] != "LINODE_URL="+env["LINODE_URL"] {
 		t.Errorf("env lines: %q", lines)
 	}
 	// The cloud answers with the token and refuses without it.

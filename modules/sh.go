@@ -1,14 +1,9 @@
 package modules
 
-import "strings"
+import "github.com/orch-dev/orch/internal/shell"
 
-// Quote returns s as one POSIX sh word.
-func Quote(s string) string {
-	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./=:@,+%") == "" {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
+// Quote returns s as one POSIX sh word, for modules' snippets.
+func Quote(s string) string { return shell.Quote(s) }
 
 // NoChange is sh code for an Apply snippet that found at run time that
 // nothing was needed, for example because a command's guard now holds.

@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/orch-dev/orch/engine/conn"
+	"github.com/orch-dev/orch/internal/shell"
 )
 
 // DefaultHost is the engine address used when neither Options.Host nor
@@ -171,7 +172,7 @@ cat > "$t"
 chmod %04o "$t"
 mv -f "$t" "$f"
 trap - EXIT
-`, Quote(path), mode&0o7777)
+`, shell.Quote(path), mode&0o7777)
 	res, err := c.Exec(ctx, script, bytes.NewReader(data))
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
@@ -180,11 +181,6 @@ trap - EXIT
 		return fmt.Errorf("docker %s: write %s: %s", c.container, path, strings.TrimSpace(string(res.Stderr)))
 	}
 	return nil
-}
-
-// Quote returns s as one single-quoted POSIX shell word.
-func Quote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func (c *Conn) exec(ctx context.Context, script string, stdin io.Reader) (conn.Result, error) {
@@ -249,7 +245,7 @@ func (c *Conn) execLong(ctx context.Context, script string, stdin io.Reader) (co
 // writeTemp writes a private temp file without counting an exchange; the
 // caller counts it.
 func (c *Conn) writeTemp(ctx context.Context, path string, data []byte) error {
-	res, err := c.exec(ctx, "umask 077; cat > "+Quote(path), bytes.NewReader(data))
+	res, err := c.exec(ctx, "umask 077; cat > "+shell.Quote(path), bytes.NewReader(data))
 	if err != nil {
 		return err
 	}
