@@ -67,12 +67,12 @@ func Run(ctx context.Context, plan *plans.Plan, inv *inventory.Inventory, opts O
 	if err != nil {
 		return &Report{}, err
 	}
-	defer r.close()
+	defer r.pool.close()
 	r.emit(Event{Event: "run_start", RunID: r.id, Plan: plan.Path, Check: opts.Check})
 	err = plan.Run(ctx, r, plans.RunOptions{Check: opts.Check, Args: opts.Args, Vars: allVars(inv), RunID: r.id})
 	rep := r.report()
 	r.emit(Event{Event: "summary", Summary: &rep.Summary})
-	r.finish(err)
+	r.j.finish(err)
 	return rep, err
 }
 
@@ -141,10 +141,6 @@ func newRun(plan *plans.Plan, inv *inventory.Inventory, opts Options) (*run, err
 	return r, nil
 }
 
-func (r *run) close() {
-	r.pool.close()
-}
-
 func (r *run) emit(e Event) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -152,10 +148,6 @@ func (r *run) emit(e Event) {
 	if r.opts.OnEvent != nil {
 		r.opts.OnEvent(e)
 	}
-}
-
-func (r *run) finish(err error) {
-	r.j.finish(err)
 }
 
 func (r *run) report() *Report {

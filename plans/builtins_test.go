@@ -14,18 +14,19 @@ import (
 
 // every is an argument struct with one field of each supported type.
 type every struct {
-	Name    string            `arg:"name,required" doc:"a name"`
-	Maybe   *string           `arg:"maybe"`
-	Flag    bool              `arg:"flag" default:"True"`
-	Count   int               `arg:"count" default:"3"`
-	OptInt  *int              `arg:"opt_int"`
-	List    []string          `arg:"list"`
-	Env     map[string]string `arg:"env"`
-	Vars    map[string]any    `arg:"vars"`
-	Wait    time.Duration     `arg:"wait" default:"1s"`
-	Any     any               `arg:"any"`
-	Host    *inventory.Host   `arg:"host"`
-	Hosts   []*inventory.Host `arg:"hosts"`
+	Name   string            `arg:"name,required" doc:"a name"`
+	Maybe  *string           `arg:"maybe"`
+	Flag   bool              `arg:"flag" default:"True"`
+	Count  int               `arg:"count" default:"3"`
+	OptInt *int              `arg:"opt_int"`
+	List   []string          `arg:"list"`
+	Env    map[string]string `arg:"env"`
+	Vars   map[string]any    `arg:"vars"`
+	Wait   time.Duration     `arg:"wait" default:"1s"`
+	Any    any               `arg:"any"`
+	Host   *inventory.Host   `arg:"host"`
+	Hosts  []*inventory.Host `arg:"hosts"`
+	//lint:ignore U1000 an untagged field must not become an argument (TestSignature)
 	ignored string
 }
 

@@ -30,7 +30,6 @@ var fileOptions = &syntax.FileOptions{Set: true, While: true, TopLevelControl: t
 type Plan struct {
 	Path  string // as the user named it; the prefix of positions in errors
 	Files fs.FS  // the plan's folder; loads and file reads cannot leave it
-	Src   []byte // the main file's source, for journaling a resumable run
 
 	name    string // path of the main file inside Files
 	display string // directory prefix for positions of loaded files
@@ -101,7 +100,6 @@ func load(display string, files fs.FS, name string, closer func() error) (*Plan,
 	if err != nil {
 		return nil, fmt.Errorf("plan %s: %w", display, err)
 	}
-	p.Src = src
 	var errs Errors
 	if err := p.compile(name, src, nil, &errs); err != nil {
 		return nil, err

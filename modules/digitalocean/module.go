@@ -139,9 +139,5 @@ func Inventory(ctx context.Context, tag string) (*inventory.Inventory, error) {
 	if err != nil {
 		return nil, err
 	}
-	hosts := make([]*inventory.Host, len(ds))
-	for i, d := range ds {
-		hosts[i] = d.Host()
-	}
-	return cloud.Inventory("digitalocean", hosts)
+	return cloud.Inventory("digitalocean", ds)
 }

@@ -153,9 +153,5 @@ func Inventory(ctx context.Context, tag string) (*inventory.Inventory, error) {
 	if err != nil {
 		return nil, err
 	}
-	hosts := make([]*inventory.Host, len(ins))
-	for i, in := range ins {
-		hosts[i] = in.Host()
-	}
-	return cloud.Inventory("linode", hosts)
+	return cloud.Inventory("linode", ins)
 }

@@ -9,9 +9,10 @@ import (
 // Inventory turns a provider's machines into a dynamic inventory: every
 // host is in the group named after the provider and in one group per tag
 // (tags that cannot name a group are left out of the groups, not the vars).
-func Inventory(provider string, hosts []*inventory.Host) (*inventory.Inventory, error) {
+func Inventory[M interface{ Host() *inventory.Host }](provider string, machines []M) (*inventory.Inventory, error) {
 	inv := inventory.New()
-	for _, h := range hosts {
+	for _, m := range machines {
+		h := m.Host()
 		h.Groups = append(h.Groups, provider)
 		if tags, ok := h.Vars["tags"].([]string); ok {
 			for _, t := range tags {
