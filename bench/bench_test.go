@@ -17,9 +17,9 @@ import (
 	"time"
 
 	"github.com/orch-dev/orch/engine"
-	"github.com/orch-dev/orch/internal/sshdtest"
 	"github.com/orch-dev/orch/inventory"
-	"github.com/orch-dev/orch/plans"
+	"github.com/orch-dev/orch/plan"
+	"github.com/orch-dev/orch/testkit/sshdtest"
 
 	_ "github.com/orch-dev/orch/modules/standard"
 )
@@ -53,17 +53,17 @@ func startFleet(t testing.TB, dir string, n int) *sshdtest.Fleet {
 // `orch run --host-key-check strict` would.
 func engineRunner(s *setup) func(ctx context.Context) (outcome, error) {
 	return func(ctx context.Context) (outcome, error) {
-		plan, err := plans.Load(s.plan)
+		planFile, err := plan.Load(s.plan)
 		if err != nil {
 			return outcome{}, err
 		}
-		defer plan.Close()
+		defer planFile.Close()
 		inv, err := inventory.Load(s.inventory)
 		if err != nil {
 			return outcome{}, err
 		}
 		t0 := time.Now()
-		rep, err := engine.Run(ctx, plan, inv, engine.Options{
+		rep, err := engine.Run(ctx, planFile, inv, engine.Options{
 			StateDir: filepath.Join(s.dir, "orch-state"),
 			SSH: engine.SSHOptions{
 				KnownHosts:   []string{s.fleet.KnownHosts},

@@ -19,7 +19,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/orch-dev/orch/internal/sshdtest"
+	"github.com/orch-dev/orch/testkit/sshdtest"
 )
 
 // Contender names, as they appear in the table and the JSON.

@@ -26,7 +26,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/orch-dev/orch/internal/sshdtest"
+	"github.com/orch-dev/orch/testkit/sshdtest"
 )
 
 // scenario is one fleet shape and what is measured on it.

@@ -10,14 +10,14 @@ import (
 
 	"github.com/orch-dev/orch/inventory"
 	"github.com/orch-dev/orch/modules"
-	"github.com/orch-dev/orch/plans"
+	"github.com/orch-dev/orch/plan"
 )
 
-// Apply implements plans.Runner. It evaluates the role for every host
+// Apply implements plan.Runner. It evaluates the role for every host
 // first, so that a plan error is found before any host changes, then
 // converges the hosts in batches of req.Serial, in parallel within a batch.
-func (r *run) Apply(ctx context.Context, req plans.ApplyRequest) (plans.ApplyResult, error) {
-	var res plans.ApplyResult
+func (r *run) Apply(ctx context.Context, req plan.ApplyRequest) (plan.ApplyResult, error) {
+	var res plan.ApplyResult
 	r.emit(Event{Event: "apply_start", Role: req.Role, Count: len(req.Hosts)})
 	if len(req.Hosts) == 0 {
 		return res, nil
@@ -99,8 +99,8 @@ func (r *run) Apply(ctx context.Context, req plans.ApplyRequest) (plans.ApplyRes
 
 // evaluate runs the role for every host, in parallel. A host whose facts
 // could not be gathered is unreachable; any other error is the plan's.
-func (r *run) evaluate(ctx context.Context, req plans.ApplyRequest) (map[string][]plans.Task, map[string]error, error) {
-	tasks := make(map[string][]plans.Task, len(req.Hosts))
+func (r *run) evaluate(ctx context.Context, req plan.ApplyRequest) (map[string][]plan.Task, map[string]error, error) {
+	tasks := make(map[string][]plan.Task, len(req.Hosts))
 	unreachable := map[string]error{}
 	var (
 		mu    sync.Mutex
@@ -150,14 +150,14 @@ type hostRun struct {
 	r            *run
 	role         string
 	host         *inventory.Host
-	tasks        []plans.Task
+	tasks        []plan.Task
 	changedPaths map[string]bool // paths changed by earlier tasks, for watchers
 	done         Event           // the host_done event being filled in
 }
 
 // converge checks and applies one host's tasks and returns its outcome
 // (ok, changed, failed or unreachable) and, unless ok or changed, why.
-func (r *run) converge(ctx context.Context, role string, h *inventory.Host, tasks []plans.Task) (string, string) {
+func (r *run) converge(ctx context.Context, role string, h *inventory.Host, tasks []plan.Task) (string, string) {
 	r.emit(Event{Event: "host_start", Role: role, Host: h.Name, Tasks: len(tasks)})
 	hr := &hostRun{r: r, role: role, host: h, tasks: tasks, changedPaths: map[string]bool{},
 		done: Event{Event: "host_done", Role: role, Host: h.Name, Tasks: len(tasks)}}
@@ -193,7 +193,7 @@ func (r *run) converge(ctx context.Context, role string, h *inventory.Host, task
 
 // plannedTask is a task with what its check decided.
 type plannedTask struct {
-	plans.Task
+	plan.Task
 	resp modules.CheckResponse
 }
 
@@ -328,7 +328,7 @@ func overlaps(changed, read []string) bool {
 
 // check gathers the shared facts and runs the probes of tasks, all in one
 // exchange, and lets each task decide.
-func (hr *hostRun) check(ctx context.Context, tasks []plans.Task) ([]plannedTask, error) {
+func (hr *hostRun) check(ctx context.Context, tasks []plan.Task) ([]plannedTask, error) {
 	t0 := time.Now()
 	defer func() { hr.done.CheckMS += time.Since(t0).Milliseconds() }()
 	diff := hr.r.opts.Diff
@@ -393,7 +393,7 @@ type factRequest struct {
 
 // wantedFacts collects the shared facts that tasks read, each key once, in
 // the order tasks ask for them.
-func wantedFacts(tasks []plans.Task) []factRequest {
+func wantedFacts(tasks []plan.Task) []factRequest {
 	var out []factRequest
 	index := map[string]int{}
 	seen := map[modules.FactKey]bool{}

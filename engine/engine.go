@@ -14,7 +14,7 @@ import (
 
 	"github.com/orch-dev/orch/engine/conn"
 	"github.com/orch-dev/orch/inventory"
-	"github.com/orch-dev/orch/plans"
+	"github.com/orch-dev/orch/plan"
 )
 
 // Options configure a run. The zero value checks nothing, journals under
@@ -62,14 +62,14 @@ type HostReport struct {
 // Run executes plan against inv. It returns the report even when the run
 // fails; the error is the plan's failure (a failed apply, a failed step, a
 // Starlark error), or a setup failure such as a held lock.
-func Run(ctx context.Context, plan *plans.Plan, inv *inventory.Inventory, opts Options) (*Report, error) {
-	r, err := newRun(plan, inv, opts)
+func Run(ctx context.Context, p *plan.Plan, inv *inventory.Inventory, opts Options) (*Report, error) {
+	r, err := newRun(p, inv, opts)
 	if err != nil {
 		return &Report{}, err
 	}
 	defer r.pool.close()
-	r.emit(Event{Event: "run_start", RunID: r.id, Plan: plan.Path, Check: opts.Check})
-	err = plan.Run(ctx, r, plans.RunOptions{Check: opts.Check, Args: opts.Args, Vars: allVars(inv), RunID: r.id})
+	r.emit(Event{Event: "run_start", RunID: r.id, Plan: p.Path, Check: opts.Check})
+	err = p.Run(ctx, r, plan.RunOptions{Check: opts.Check, Args: opts.Args, Vars: allVars(inv), RunID: r.id})
 	rep := r.report()
 	r.emit(Event{Event: "summary", Summary: &rep.Summary})
 	r.j.finish(err)
@@ -83,10 +83,10 @@ func allVars(inv *inventory.Inventory) map[string]any {
 	return inv.GroupVars("all")
 }
 
-// run is the state of one run; it implements plans.Runner.
+// run is the state of one run; it implements plan.Runner.
 type run struct {
 	id    string
-	plan  *plans.Plan
+	p     *plan.Plan
 	inv   *inventory.Inventory
 	opts  Options
 	start time.Time
@@ -100,7 +100,7 @@ type run struct {
 	touched bool
 }
 
-func newRun(plan *plans.Plan, inv *inventory.Inventory, opts Options) (*run, error) {
+func newRun(p *plan.Plan, inv *inventory.Inventory, opts Options) (*run, error) {
 	if inv == nil {
 		inv = inventory.New()
 	}
@@ -116,14 +116,14 @@ func newRun(plan *plans.Plan, inv *inventory.Inventory, opts Options) (*run, err
 		forks = 100 // all hosts, up to 100, hosts created at run time included
 	}
 	r := &run{
-		plan:  plan,
+		p:     p,
 		inv:   inv,
 		opts:  opts,
 		start: time.Now(),
 		forks: make(chan struct{}, forks),
 		hosts: map[string]*HostReport{},
 	}
-	j, err := openJournal(plan, opts)
+	j, err := openJournal(p, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -190,13 +190,13 @@ func (r *run) hostReport(name string) *HostReport {
 	return h
 }
 
-// Hosts implements plans.Runner.
+// Hosts implements plan.Runner.
 func (r *run) Hosts(pattern string) ([]*inventory.Host, error) { return r.inv.Match(pattern) }
 
-// Print implements plans.Runner.
+// Print implements plan.Runner.
 func (r *run) Print(host, msg string) { r.emit(Event{Event: "print", Host: host, Msg: msg}) }
 
-// AddHost implements plans.Runner: a host created at run time joins the
+// AddHost implements plan.Runner: a host created at run time joins the
 // inventory, and its pinned host key is recorded for strict verification.
 func (r *run) AddHost(h *inventory.Host, knownHostsLine string) error {
 	if knownHostsLine != "" {
@@ -207,24 +207,24 @@ func (r *run) AddHost(h *inventory.Host, knownHostsLine string) error {
 	return r.inv.Add(h)
 }
 
-// Touch implements plans.Runner.
+// Touch implements plan.Runner.
 func (r *run) Touch() {
 	r.mu.Lock()
 	r.touched = true
 	r.mu.Unlock()
 }
 
-// RemoveHost implements plans.Runner: a deleted machine leaves the
+// RemoveHost implements plan.Runner: a deleted machine leaves the
 // inventory and its connection is closed.
 func (r *run) RemoveHost(name string) {
 	r.inv.Remove(name)
 	r.pool.drop(name)
 }
 
-// StepDone implements plans.Runner.
+// StepDone implements plan.Runner.
 func (r *run) StepDone(name string) (json.RawMessage, bool) { return r.j.stepDone(name) }
 
-// StepEvent implements plans.Runner.
+// StepEvent implements plan.Runner.
 func (r *run) StepEvent(name, status string, result json.RawMessage, err error) {
 	r.mu.Lock()
 	r.touched = true

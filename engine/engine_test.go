@@ -14,7 +14,7 @@ import (
 	"github.com/orch-dev/orch/engine/conn"
 	"github.com/orch-dev/orch/inventory"
 	_ "github.com/orch-dev/orch/modules/standard"
-	"github.com/orch-dev/orch/plans"
+	"github.com/orch-dev/orch/plan"
 )
 
 // localInventory makes n hosts that run on this machine, each converging
@@ -55,9 +55,9 @@ func (r *recorder) of(kind string) []Event {
 	return out
 }
 
-func runPlan(t *testing.T, plan string, inv *inventory.Inventory, opts Options) (*Report, *recorder, error) {
+func runPlan(t *testing.T, planFile string, inv *inventory.Inventory, opts Options) (*Report, *recorder, error) {
 	t.Helper()
-	p, err := plans.Load(plan)
+	p, err := plan.Load(planFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,8 +158,8 @@ func writeFile(t *testing.T, name, content string) string {
 
 func TestFailedTaskStopsHostAndNamesIt(t *testing.T) {
 	inv, dir := localInventory(t, 3)
-	plan := writeFile(t, "plan.star", failingPlan)
-	rep, rec, err := runPlan(t, plan, inv, Options{})
+	planFile := writeFile(t, "plan.star", failingPlan)
+	rep, rec, err := runPlan(t, planFile, inv, Options{})
 	if err == nil || !errors.Is(err, ErrTooManyFailures) {
 		t.Fatalf("err = %v", err)
 	}
@@ -192,8 +192,8 @@ func TestFailedTaskStopsHostAndNamesIt(t *testing.T) {
 
 func TestSerialStopsAfterMaxFail(t *testing.T) {
 	inv, dir := localInventory(t, 4)
-	plan := writeFile(t, "plan.star", failingPlan)
-	_, _, err := runPlan(t, plan, inv, Options{Args: map[string]string{"serial": "1"}})
+	planFile := writeFile(t, "plan.star", failingPlan)
+	_, _, err := runPlan(t, planFile, inv, Options{Args: map[string]string{"serial": "1"}})
 	if !errors.Is(err, ErrTooManyFailures) {
 		t.Fatalf("err = %v", err)
 	}
@@ -206,7 +206,7 @@ func TestSerialStopsAfterMaxFail(t *testing.T) {
 		}
 	}
 	// With max_fail=1 every batch runs and the apply succeeds.
-	_, _, err = runPlan(t, plan, inv, Options{Args: map[string]string{"serial": "1", "max_fail": "1"}})
+	_, _, err = runPlan(t, planFile, inv, Options{Args: map[string]string{"serial": "1", "max_fail": "1"}})
 	if err != nil {
 		t.Fatalf("max_fail=1: %v", err)
 	}
@@ -248,7 +248,7 @@ func TestPlanErrorTouchesNothing(t *testing.T) {
 		dialled = true
 		return &conn.Local{}, nil
 	}
-	plan := writeFile(t, "plan.star", `
+	planFile := writeFile(t, "plan.star", `
 def role(h):
     file(path = h.vars["root"], state = "directory")
     if h.name == "h2":
@@ -257,7 +257,7 @@ def role(h):
 def main(ctx):
     ctx.apply("all", role)
 `)
-	rep, _, err := runPlan(t, plan, inv, Options{Dial: dial})
+	rep, _, err := runPlan(t, planFile, inv, Options{Dial: dial})
 	if err == nil || !strings.Contains(err.Error(), `plan.star:5:13: file: argument "mode": want string, got int`) {
 		t.Fatalf("err = %v", err)
 	}
@@ -269,8 +269,8 @@ def main(ctx):
 func TestLockRefusesSecondRun(t *testing.T) {
 	inv, _ := localInventory(t, 1)
 	state := t.TempDir()
-	plan := writeFile(t, "plan.star", "def main(ctx):\n    ctx.step(\"wait\", lambda: ctx.apply(\"all\", lambda h: command(\"sleep 1\")))\n")
-	p, err := plans.Load(plan)
+	planFile := writeFile(t, "plan.star", "def main(ctx):\n    ctx.step(\"wait\", lambda: ctx.apply(\"all\", lambda h: command(\"sleep 1\")))\n")
+	p, err := plan.Load(planFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,17 +305,17 @@ func TestResumeSkipsCompletedSteps(t *testing.T) {
 	state := t.TempDir()
 	marker := filepath.Join(dir, "fail")
 	os.WriteFile(marker, nil, 0o644)
-	plan := writeFile(t, "plan.star", fmt.Sprintf(`
+	planFile := writeFile(t, "plan.star", fmt.Sprintf(`
 def main(ctx):
     ctx.step("one", lambda: ctx.apply("all", lambda h: command("echo x >> %[1]s/one")))
     ctx.step("two", lambda: ctx.apply("all", lambda h: command("test ! -e %[2]s")))
 `, dir, marker))
-	rep, _, err := runPlan(t, plan, inv, Options{StateDir: state})
+	rep, _, err := runPlan(t, planFile, inv, Options{StateDir: state})
 	if err == nil {
 		t.Fatal("first run should fail in step two")
 	}
 	os.Remove(marker)
-	_, rec, err := runPlan(t, plan, inv, Options{StateDir: state, Resume: rep.RunID})
+	_, rec, err := runPlan(t, planFile, inv, Options{StateDir: state, Resume: rep.RunID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -333,14 +333,14 @@ def main(ctx):
 
 func TestFacts(t *testing.T) {
 	inv, _ := localInventory(t, 1)
-	plan := writeFile(t, "plan.star", `
+	planFile := writeFile(t, "plan.star", `
 def role(h):
     print(h.fact("os"), h.fact("user") != "")
 
 def main(ctx):
     ctx.apply("all", role)
 `)
-	_, rec, err := runPlan(t, plan, inv, Options{})
+	_, rec, err := runPlan(t, planFile, inv, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,8 +355,8 @@ def main(ctx):
 func TestKilledRunLeavesNoStuckLock(t *testing.T) {
 	inv, _ := localInventory(t, 1)
 	state := t.TempDir()
-	plan := writeFile(t, "plan.star", "def main(ctx):\n    pass\n")
-	p, err := plans.Load(plan)
+	planFile := writeFile(t, "plan.star", "def main(ctx):\n    pass\n")
+	p, err := plan.Load(planFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -380,11 +380,11 @@ func TestCancelEndsRemoteWork(t *testing.T) {
 	started := filepath.Join(dir, "started")
 	// A sleep whose argument is unique to this test, to find it in /proc.
 	nap := fmt.Sprintf("30.%d", os.Getpid())
-	plan := writeFile(t, "plan.star", `
+	planFile := writeFile(t, "plan.star", `
 def main(ctx):
     ctx.apply("all", lambda h: command("touch `+started+`; sleep `+nap+`"))
 `)
-	p, err := plans.Load(plan)
+	p, err := plan.Load(planFile)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/orch-dev/orch/plans"
+	"github.com/orch-dev/orch/plan"
 )
 
 // The journal of a run lives in <state>/runs/<id>/:
@@ -74,7 +74,7 @@ func newRunID() string {
 	return time.Now().UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b[:])
 }
 
-func openJournal(plan *plans.Plan, opts Options) (*journal, error) {
+func openJournal(p *plan.Plan, opts Options) (*journal, error) {
 	state := opts.StateDir
 	if state == "" {
 		state = StateDir()
@@ -87,7 +87,7 @@ func openJournal(plan *plans.Plan, opts Options) (*journal, error) {
 	if err := os.MkdirAll(j.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
-	if err := j.acquireLock(plan.Path, opts.Inventories); err != nil {
+	if err := j.acquireLock(p.Path, opts.Inventories); err != nil {
 		os.RemoveAll(j.dir)
 		return nil, err
 	}
@@ -100,11 +100,11 @@ func openJournal(plan *plans.Plan, opts Options) (*journal, error) {
 		}
 		j.done = done
 	}
-	rec := RunRecord{ID: id, Plan: plan.Path, Inventories: opts.Inventories, Args: opts.Args,
+	rec := RunRecord{ID: id, Plan: p.Path, Inventories: opts.Inventories, Args: opts.Args,
 		Check: opts.Check, Diff: opts.Diff, Limit: opts.Limit, Forks: opts.Forks,
 		KnownHosts: opts.SSH.KnownHosts, HostKeyCheck: opts.SSH.HostKeyCheck, ConnectTimeout: opts.SSH.ConnectTimeout,
 		ResumedFrom: opts.Resume, Started: time.Now().UTC()}
-	if abs, err := filepath.Abs(plan.Path); err == nil && fileExists(plan.Path) {
+	if abs, err := filepath.Abs(p.Path); err == nil && fileExists(p.Path) {
 		rec.Plan = abs
 	}
 	b, _ := json.MarshalIndent(rec, "", "  ")
@@ -261,9 +261,9 @@ func (e *LockedError) Error() string {
 // acquireLock takes the lock of this plan and inventory: an flock(2) on a
 // file under <state>/locks that the kernel releases when the process ends,
 // however it ends. The file holds the holder's details for the refusal.
-func (j *journal) acquireLock(plan string, inventories []string) error {
-	key := plan + "\x00" + strings.Join(inventories, "\x00")
-	if abs, err := filepath.Abs(plan); err == nil {
+func (j *journal) acquireLock(p string, inventories []string) error {
+	key := p + "\x00" + strings.Join(inventories, "\x00")
+	if abs, err := filepath.Abs(p); err == nil {
 		key = abs + "\x00" + strings.Join(inventories, "\x00")
 	}
 	sum := sha256.Sum256([]byte(key))

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/orch-dev/orch/internal/sshdtest"
+	"github.com/orch-dev/orch/testkit/sshdtest"
 	"github.com/orch-dev/orch/inventory"
 )
 

@@ -322,7 +322,7 @@ func TestINIErrors(t *testing.T) {
 		{"bad port in group vars names the vars line", "[web]\nweb1\n\n[web:vars]\nansible_port=22x\n",
 			`inventory.ini:5: host "web1": ansible_port: "22x" is not a port number (1-65535)`},
 		{"unknown connection", "web1 ansible_connection=winrm\n",
-			`inventory.ini:1: host "web1": ansible_connection: unknown connection "winrm" (want ssh, local or docker)`},
+			`inventory.ini:1: host "web1": ansible_connection: unknown connection "winrm" (want ssh, local, docker or jail)`},
 		{"vars for an undefined group", "[web:vars]\nx=1\n",
 			`inventory.ini:1: section [web:vars] not valid for undefined group "web"`},
 		{"undefined child", "[usa:children]\nsoutheast\n",

@@ -20,6 +20,9 @@ var connVars = []struct {
 	{"user", []string{"ansible_ssh_user", "ansible_user", "ssh_user"}},
 	{"key", []string{"ansible_private_key_file", "ansible_ssh_private_key_file", "ssh_key"}},
 	{"connection", []string{"ansible_connection", "connection"}},
+	{"become", []string{"ansible_become", "become"}},
+	{"become_user", []string{"ansible_become_user", "become_user"}},
+	{"become_method", []string{"ansible_become_method", "become_method"}},
 }
 
 // applyConnVars sets h's connection fields from the vars in levels, lowest
@@ -59,6 +62,21 @@ func applyConnVars(h *Host, name string, levels []varSet) error {
 				return fail(err)
 			}
 			h.Connection = s
+		case "become":
+			b, err := toBool(val)
+			if err != nil {
+				return fail(err)
+			}
+			h.Become = b
+		case "become_method":
+			s, err := toString(val)
+			if err == nil && s != "sudo" && s != "doas" {
+				err = fmt.Errorf("become method %q: orch can become with sudo or doas", s)
+			}
+			if err != nil {
+				return fail(err)
+			}
+			h.BecomeMethod = s
 		default:
 			s, err := toString(val)
 			if err != nil {
@@ -71,6 +89,8 @@ func applyConnVars(h *Host, name string, levels []varSet) error {
 				h.User = s
 			case "key":
 				h.Key = s
+			case "become_user":
+				h.BecomeUser = s
 			}
 		}
 	}
@@ -90,8 +110,10 @@ func normalizeConnection(s string) (string, error) {
 		return "local", nil
 	case "docker", "community.docker.docker":
 		return "docker", nil
+	case "jail", "community.general.jail":
+		return "jail", nil
 	}
-	return "", fmt.Errorf("unknown connection %q (want ssh, local or docker)", s)
+	return "", fmt.Errorf("unknown connection %q (want ssh, local, docker or jail)", s)
 }
 
 func toString(v any) (string, error) {
@@ -103,6 +125,30 @@ func toString(v any) (string, error) {
 		return fmt.Sprint(v), nil
 	}
 	return "", fmt.Errorf("want a string, got %s", describe(v))
+}
+
+// toBool reads a boolean as Ansible does: YAML and Starlark booleans, and
+// the strings yes/no, true/false, on/off and 1/0 in any case.
+func toBool(v any) (bool, error) {
+	switch v := v.(type) {
+	case bool:
+		return v, nil
+	case int, int64, uint64:
+		switch fmt.Sprint(v) {
+		case "1":
+			return true, nil
+		case "0":
+			return false, nil
+		}
+	case string:
+		switch strings.ToLower(v) {
+		case "yes", "true", "on", "1", "y", "t":
+			return true, nil
+		case "no", "false", "off", "0", "n", "f", "":
+			return false, nil
+		}
+	}
+	return false, fmt.Errorf("want a boolean, got %s", describe(v))
 }
 
 func toInt(v any) (int, error) {

@@ -1,3 +1,7 @@
+// Package plans holds the plans that ship with orch, with their roles and
+// templates, embedded so that `orch run dns-swap` works outside the
+// repository too. The Starlark host that loads and runs them is package
+// plan.
 package plans
 
 import (
@@ -9,13 +13,12 @@ import (
 //go:embed *.star templates
 var shipped embed.FS
 
-// Shipped holds the plans that ship with orch, so that `orch run dns-swap`
-// works outside the repository too.
-var Shipped fs.FS = shipped
+// FS holds the shipped plans and the files they load and read.
+var FS fs.FS = shipped
 
-// shippedName maps "dns-swap", "dns-swap.star" or "plans/dns-swap.star" to
-// the embedded file name, if orch ships such a plan.
-func shippedName(p string) (string, bool) {
+// Lookup maps "dns-swap", "dns-swap.star" or "plans/dns-swap.star" to the
+// embedded file name, if orch ships such a plan.
+func Lookup(p string) (string, bool) {
 	name := p[strings.LastIndexByte(p, '/')+1:]
 	if !strings.HasSuffix(name, ".star") {
 		name += ".star"
@@ -26,8 +29,8 @@ func shippedName(p string) (string, bool) {
 	return name, true
 }
 
-// ShippedPlans lists the names of the shipped plans.
-func ShippedPlans() []string {
+// Names lists the shipped plans, without the .star suffix.
+func Names() []string {
 	entries, _ := fs.ReadDir(shipped, ".")
 	var out []string
 	for _, e := range entries {

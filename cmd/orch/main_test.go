@@ -13,7 +13,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
-	"github.com/orch-dev/orch/internal/sshdtest"
+	"github.com/orch-dev/orch/testkit/sshdtest"
 )
 
 func TestMain(m *testing.M) {

@@ -13,7 +13,7 @@ import (
 	"github.com/orch-dev/orch/inventory"
 	"github.com/orch-dev/orch/modules/digitalocean"
 	"github.com/orch-dev/orch/modules/linode"
-	"github.com/orch-dev/orch/plans"
+	"github.com/orch-dev/orch/plan"
 )
 
 // runFlags are the flags of `orch run` and `orch resume`.
@@ -111,11 +111,11 @@ func (c *cli) execute(ctx context.Context, planPath string, f runFlags, resume s
 		}
 		extra[k] = v
 	}
-	plan, err := plans.Load(planPath)
+	p, err := plan.Load(planPath)
 	if err != nil {
 		return exitUsage, planError(err)
 	}
-	defer plan.Close()
+	defer p.Close()
 
 	opts := engine.Options{
 		Check: f.check, Diff: f.diff, Forks: f.forks, Limit: f.limit, Args: extra, Resume: resume,
@@ -138,7 +138,7 @@ func (c *cli) execute(ctx context.Context, planPath string, f runFlags, resume s
 
 	out := newRenderer(c.stdout, f.json, f.verbose, f.diff)
 	opts.OnEvent = out.event
-	rep, err := engine.Run(ctx, plan, inv, opts)
+	rep, err := engine.Run(ctx, p, inv, opts)
 	out.close(rep)
 	switch {
 	case err != nil && !rep.Touched:

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/orch-dev/orch/internal/moduletest"
+	"github.com/orch-dev/orch/testkit/moduletest"
 	"github.com/orch-dev/orch/modules"
 )
 

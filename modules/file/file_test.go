@@ -7,7 +7,7 @@ import (
 	"testing"
 	"testing/fstest"
 
-	"github.com/orch-dev/orch/internal/moduletest"
+	"github.com/orch-dev/orch/testkit/moduletest"
 	"github.com/orch-dev/orch/inventory"
 	"github.com/orch-dev/orch/modules"
 	"github.com/orch-dev/orch/modules/pathfact"

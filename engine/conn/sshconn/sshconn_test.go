@@ -25,7 +25,7 @@ import (
 
 	"github.com/orch-dev/orch/engine/conn"
 	"github.com/orch-dev/orch/engine/conn/sshconn"
-	"github.com/orch-dev/orch/internal/sshdtest"
+	"github.com/orch-dev/orch/testkit/sshdtest"
 )
 
 // config reaches h with the fleet's key, trusting only the fleet's

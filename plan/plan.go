@@ -1,8 +1,8 @@
-// Package plans is orch's Starlark host: it loads plan files, checks them
+// Package plan is orch's Starlark host: it loads plan files, checks them
 // statically against the module registry, and runs main(ctx) with the
-// builtins that record tasks and drive a Runner. It also embeds the plans
-// that ship with orch.
-package plans
+// builtins that record tasks and drive a Runner. The plans that ship with
+// orch are in package plans.
+package plan
 
 import (
 	"context"
@@ -17,6 +17,8 @@ import (
 	"go.starlark.net/resolve"
 	"go.starlark.net/starlark"
 	"go.starlark.net/syntax"
+
+	"github.com/orch-dev/orch/plans"
 )
 
 // MaxSteps bounds the Starlark computation of one thread (main, a role
@@ -61,8 +63,8 @@ func (es Errors) Error() string {
 // shipped plan ("dns-swap" or "dns-swap.star"), the shipped one is used.
 func Load(planPath string) (*Plan, error) {
 	if _, err := os.Stat(planPath); err != nil {
-		if shipped, ok := shippedName(planPath); ok {
-			return load(planPath, Shipped, shipped, nil)
+		if shipped, ok := plans.Lookup(planPath); ok {
+			return load(planPath, plans.FS, shipped, nil)
 		}
 		return nil, fmt.Errorf("plan %s: %w", planPath, err)
 	}

@@ -1,4 +1,4 @@
-package plans
+package plan
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/orch-dev/orch/inventory"
 	_ "github.com/orch-dev/orch/modules/standard"
+	"github.com/orch-dev/orch/plans"
 )
 
 // fakeRunner evaluates roles for in-memory hosts and records what plans ask.
@@ -360,7 +361,7 @@ func TestStepResultsKeepHosts(t *testing.T) {
 }
 
 func TestShippedPlansLoad(t *testing.T) {
-	for _, name := range ShippedPlans() {
+	for _, name := range plans.Names() {
 		p, err := Load(name)
 		if err != nil {
 			t.Errorf("%s: %v", name, err)
