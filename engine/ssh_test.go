@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/orch-dev/orch/testkit/sshdtest"
 	"github.com/orch-dev/orch/inventory"
+	"github.com/orch-dev/orch/testkit/sshdtest"
 )
 
 // sshInventory lists the fleet's hosts; each converges its own directory,

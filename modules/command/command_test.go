@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/orch-dev/orch/testkit/moduletest"
 	"github.com/orch-dev/orch/modules"
+	"github.com/orch-dev/orch/testkit/moduletest"
 )
 
 func TestCreatesTwice(t *testing.T) {

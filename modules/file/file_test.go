@@ -7,10 +7,10 @@ import (
 	"testing"
 	"testing/fstest"
 
-	"github.com/orch-dev/orch/testkit/moduletest"
 	"github.com/orch-dev/orch/inventory"
 	"github.com/orch-dev/orch/modules"
 	"github.com/orch-dev/orch/modules/pathfact"
+	"github.com/orch-dev/orch/testkit/moduletest"
 )
 
 func str(s string) *string { return &s }
