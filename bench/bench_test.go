@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"flag"
 	"fmt"
+	"github.com/orch-dev/orch/testkit/require"
 	"io/fs"
 	"maps"
 	"os"
@@ -223,7 +224,7 @@ func TestAnsibleWritesTheSameFiles(t *testing.T) {
 		t.Skip("Ansible takes seconds per task; skipped in -short")
 	}
 	if _, err := exec.LookPath("ansible-playbook"); err != nil {
-		t.Skip("ansible-playbook is not installed (apt-get install ansible-core)")
+		require.Missing(t, "ansible-playbook is not installed (apt-get install ansible-core)")
 	}
 	s := newSetup(t, 1, 5)
 	mustRun(t, s, floorName, true)
@@ -269,7 +270,7 @@ func TestPeakRSSIsTheChildsOwn(t *testing.T) {
 	}
 	timeBin := gnuTime()
 	if timeBin == "" {
-		t.Skip("GNU time is not installed")
+		require.Missing(t, "GNU time is not installed")
 	}
 	// Grow this process well past what true needs, so that a peak
 	// inherited through vfork would show.
@@ -314,7 +315,7 @@ func TestRatiosArePairedByRun(t *testing.T) {
 func TestFloorScriptIsPOSIX(t *testing.T) {
 	dash, err := exec.LookPath("dash")
 	if err != nil {
-		t.Skip("dash is not installed")
+		require.Missing(t, "dash is not installed")
 	}
 	w := workload{Root: t.TempDir(), Files: 5}
 	if out, err := exec.Command(dash, "-n", "-c", w.floorScript("h1")).CombinedOutput(); err != nil {

@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/orch-dev/orch/testkit/require"
 	"io"
 	"maps"
 	"net"
@@ -169,7 +170,7 @@ func needLab(t *testing.T) *lab.Lab {
 	})
 	if testLab == nil {
 		if strings.HasPrefix(skipReason, "no docker") {
-			t.Skip(skipReason)
+			require.Missing(t, skipReason)
 		}
 		t.Fatal(skipReason)
 	}

@@ -290,7 +290,7 @@ func cacheDir() string {
 // host's own files.
 func removeRootfs(dir string, logf func(string, ...any)) {
 	for _, m := range mountsUnder(dir) {
-		syscall.Unmount(m, syscall.MNT_DETACH)
+		detach(m)
 	}
 	if left := mountsUnder(dir); len(left) > 0 {
 		logf("lab image: leaving %s in place: still mounted: %s", dir, strings.Join(left, " "))

@@ -3,6 +3,7 @@ package image
 import (
 	"context"
 	"fmt"
+	"github.com/orch-dev/orch/testkit/require"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -86,7 +87,7 @@ func TestTag(t *testing.T) {
 
 func dockerOrSkip(t *testing.T) {
 	if err := exec.Command("docker", "info").Run(); err != nil {
-		t.Skip("no docker engine (docker info failed)")
+		require.Missing(t, "no docker engine (docker info failed)")
 	}
 }
 

@@ -1,6 +1,7 @@
 package file
 
 import (
+	"github.com/orch-dev/orch/testkit/require"
 	"os"
 	"path/filepath"
 	"strings"
@@ -134,7 +135,7 @@ func TestRewriteKeepsModeAndLeavesNoTemp(t *testing.T) {
 
 func TestOwnerChange(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("changing owners needs root")
+		require.Missing(t, "changing owners needs root")
 	}
 	dir := t.TempDir()
 	path := filepath.Join(dir, "owned")

@@ -16,6 +16,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/orch-dev/orch/testkit/require"
 	"net"
 	"os"
 	"os/exec"
@@ -100,7 +101,7 @@ func Available() string {
 func Start(tb testing.TB, n int, opts Options) *Fleet {
 	tb.Helper()
 	if why := Available(); why != "" {
-		tb.Skip(why)
+		require.Missing(tb, why)
 	}
 	f, err := StartFleet(context.Background(), tb.TempDir(), n, opts)
 	if err != nil {

@@ -2,6 +2,7 @@ package sshdtest
 
 import (
 	"context"
+	"github.com/orch-dev/orch/testkit/require"
 	"os"
 	"os/exec"
 	"strconv"
@@ -25,7 +26,7 @@ func itoa(i int) string { return strconv.Itoa(i) }
 
 func TestFleet(t *testing.T) {
 	if _, err := exec.LookPath("ssh"); err != nil {
-		t.Skip("ssh client not installed")
+		require.Missing(t, "ssh client not installed")
 	}
 	f := Start(t, 3, Options{})
 	seen := map[string]bool{}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/orch-dev/orch/testkit/require"
 	"os"
 	"os/exec"
 	"strings"
@@ -51,7 +52,7 @@ func run(m *testing.M) int {
 func dial(t *testing.T) *dockerconn.Conn {
 	t.Helper()
 	if container == "" {
-		t.Skip(skipReason)
+		require.Missing(t, skipReason)
 	}
 	c, err := dockerconn.Dial(context.Background(), container, dockerconn.Options{})
 	if err != nil {
@@ -191,7 +192,7 @@ func TestConcurrentExec(t *testing.T) {
 
 func TestDialMissing(t *testing.T) {
 	if container == "" {
-		t.Skip(skipReason)
+		require.Missing(t, skipReason)
 	}
 	_, err := dockerconn.Dial(context.Background(), "orch-no-such-container", dockerconn.Options{})
 	if !errors.Is(err, dockerconn.ErrNotFound) || !strings.Contains(err.Error(), "orch-no-such-container") {

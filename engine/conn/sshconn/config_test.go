@@ -1,6 +1,7 @@
 package sshconn
 
 import (
+	"github.com/orch-dev/orch/testkit/require"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -102,7 +103,7 @@ func TestBadSSHConfigWarns(t *testing.T) {
 
 func TestSystemSSHConfigParses(t *testing.T) {
 	if _, err := os.Stat("/etc/ssh/ssh_config"); err != nil {
-		t.Skip("no /etc/ssh/ssh_config")
+		require.Missing(t, "no /etc/ssh/ssh_config (apt-get install openssh-client)")
 	}
 	if _, err := loadSSHConfig("/etc/ssh/ssh_config"); err != nil {
 		t.Errorf("/etc/ssh/ssh_config: %v", err)

@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/orch-dev/orch/testkit/require"
 	"net"
 	"os"
 	"os/exec"
@@ -303,7 +304,7 @@ func TestHostKeyAcceptNew(t *testing.T) {
 
 func TestHostKeyHashed(t *testing.T) {
 	if _, err := exec.LookPath("ssh-keygen"); err != nil {
-		t.Skip("ssh-keygen not installed")
+		require.Missing(t, "ssh-keygen not installed")
 	}
 	f := sshdtest.Start(t, 1, sshdtest.Options{})
 	known := filepath.Join(t.TempDir(), "known_hosts")
@@ -508,7 +509,7 @@ func TestExecCancel(t *testing.T) {
 func TestAgent(t *testing.T) {
 	for _, tool := range []string{"ssh-agent", "ssh-add"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skip(tool + " not installed")
+			require.Missing(t, tool+" not installed")
 		}
 	}
 	f := sshdtest.Start(t, 1, sshdtest.Options{})
