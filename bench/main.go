@@ -314,14 +314,7 @@ func measure(ctx context.Context, s *setup, sc scenario, phase string, contender
 // up tools there (pyenv init costs over 100 ms a session here), which would
 // weigh on every exchange of every contender, unlike on a fleet's servers.
 func fleetOptions(dir string, loginRC bool) (sshdtest.Options, error) {
-	if loginRC {
-		return sshdtest.Options{}, nil
-	}
-	home := filepath.Join(dir, "home")
-	if err := os.MkdirAll(home, 0o755); err != nil {
-		return sshdtest.Options{}, err
-	}
-	return sshdtest.Options{ExtraConfig: "SetEnv HOME=" + home}, nil
+	return sshdtest.Options{LoginRC: loginRC}, nil
 }
 
 // moduleRoot is the directory of orch's go.mod.

@@ -14,6 +14,8 @@ import (
 
 	"github.com/orch-dev/orch/engine/conn"
 	"github.com/orch-dev/orch/inventory"
+	_ "github.com/orch-dev/orch/modules/hostfacts" // the host facts every run can read
+	"github.com/orch-dev/orch/modules"
 	"github.com/orch-dev/orch/plan"
 )
 
@@ -31,9 +33,20 @@ type Options struct {
 	Resume      string   // run ID whose completed steps are skipped
 	RunID       string   // "" means a new ID
 
-	// Dial opens the connection to a host. nil means DefaultDialer(SSH).
+	// Dial opens the connection to a host. nil means DefaultDialer(SSH),
+	// which dials by each host's registered connection type.
 	Dial func(ctx context.Context, h *inventory.Host) (conn.Conn, error)
 	SSH  SSHOptions
+
+	// BecomePassword is the sudo password for tasks that become another
+	// user; "" means sudo must not ask for one. It never reaches events or
+	// the journal.
+	BecomePassword string
+	// ExecTimeout bounds every remote exchange; an exchange that takes
+	// longer fails and its processes on the host are ended. 0 means none.
+	ExecTimeout time.Duration
+	// Timeout bounds the whole run; 0 means none.
+	Timeout time.Duration
 
 	// OnEvent receives every event in order. Calls never overlap.
 	OnEvent func(Event)
@@ -52,7 +65,7 @@ type Report struct {
 // HostReport is one host's outcome over the whole run.
 type HostReport struct {
 	Name         string
-	Status       string // ok, changed, failed or unreachable
+	Status       Status // OK, Changed, Failed or Unreachable
 	Tasks        int
 	TasksChanged int
 	Exchanges    int64
@@ -63,6 +76,11 @@ type HostReport struct {
 // fails; the error is the plan's failure (a failed apply, a failed step, a
 // Starlark error), or a setup failure such as a held lock.
 func Run(ctx context.Context, p *plan.Plan, inv *inventory.Inventory, opts Options) (*Report, error) {
+	if opts.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, opts.Timeout, fmt.Errorf("the run took longer than its timeout of %s", opts.Timeout))
+		defer cancel()
+	}
 	r, err := newRun(p, inv, opts)
 	if err != nil {
 		return &Report{}, err
@@ -70,9 +88,14 @@ func Run(ctx context.Context, p *plan.Plan, inv *inventory.Inventory, opts Optio
 	defer r.pool.close()
 	r.emit(Event{Event: "run_start", RunID: r.id, Plan: p.Path, Check: opts.Check})
 	err = p.Run(ctx, r, plan.RunOptions{Check: opts.Check, Args: opts.Args, Vars: allVars(inv), RunID: r.id})
+	if err == nil {
+		err = r.journalErr()
+	}
 	rep := r.report()
 	r.emit(Event{Event: "summary", Summary: &rep.Summary})
-	r.j.finish(err)
+	if ferr := r.j.finish(err); err == nil && ferr != nil {
+		err = ferr
+	}
 	return rep, err
 }
 
@@ -86,7 +109,7 @@ func allVars(inv *inventory.Inventory) map[string]any {
 // run is the state of one run; it implements plan.Runner.
 type run struct {
 	id    string
-	p     *plan.Plan
+	plan  *plan.Plan
 	inv   *inventory.Inventory
 	opts  Options
 	start time.Time
@@ -98,6 +121,10 @@ type run struct {
 	hosts   map[string]*HostReport
 	order   []string
 	touched bool
+	guards  map[string]GuardSummary
+	bootIDs map[string]string // the boot ID last seen of each host
+	warned  map[string]bool
+	jerr    error // the first journal write error
 }
 
 func newRun(p *plan.Plan, inv *inventory.Inventory, opts Options) (*run, error) {
@@ -116,12 +143,15 @@ func newRun(p *plan.Plan, inv *inventory.Inventory, opts Options) (*run, error) 
 		forks = 100 // all hosts, up to 100, hosts created at run time included
 	}
 	r := &run{
-		p:     p,
-		inv:   inv,
-		opts:  opts,
-		start: time.Now(),
-		forks: make(chan struct{}, forks),
-		hosts: map[string]*HostReport{},
+		plan:    p,
+		inv:     inv,
+		opts:    opts,
+		start:   time.Now(),
+		forks:   make(chan struct{}, forks),
+		hosts:   map[string]*HostReport{},
+		guards:  map[string]GuardSummary{},
+		bootIDs: map[string]string{},
+		warned:  map[string]bool{},
 	}
 	j, err := openJournal(p, opts)
 	if err != nil {
@@ -130,24 +160,56 @@ func newRun(p *plan.Plan, inv *inventory.Inventory, opts Options) (*run, error) 
 	r.j, r.id = j, j.id
 	dial := opts.Dial
 	if dial == nil {
-		var warned sync.Map // each warning once, not once per host
-		dial = DefaultDialer(opts.SSH, j.pinnedKeysFile(), func(msg string) {
-			if _, dup := warned.LoadOrStore(msg, true); !dup {
-				r.emit(Event{Event: "warning", Msg: msg})
-			}
-		})
+		dial = DefaultDialer(opts.SSH, j.pinnedKeysFile(), r.warn, r.parent)
 	}
 	r.pool = newPool(dial)
 	return r, nil
 }
 
+// parent gives layered connections (a jail's) their host's connection.
+func (r *run) parent(ctx context.Context, name string) (conn.Conn, error) {
+	h, ok := r.inv.Host(name)
+	if !ok {
+		return nil, fmt.Errorf("no host %q in the inventory", name)
+	}
+	return r.pool.get(ctx, h)
+}
+
 func (r *run) emit(e Event) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.j.event(e)
+	if err := r.j.event(e); err != nil && r.jerr == nil {
+		r.jerr = err
+	}
 	if r.opts.OnEvent != nil {
 		r.opts.OnEvent(e)
 	}
+}
+
+// warn emits a warning once per run, however many hosts raise it.
+func (r *run) warn(msg string) {
+	r.mu.Lock()
+	dup := r.warned[msg]
+	r.warned[msg] = true
+	r.mu.Unlock()
+	if !dup {
+		r.emit(Event{Event: "warning", Msg: msg})
+	}
+}
+
+func (r *run) journalErr() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.jerr != nil {
+		return fmt.Errorf("the run's journal could not be written, so it cannot be resumed: %w", r.jerr)
+	}
+	return nil
+}
+
+func (r *run) setTouched() {
+	r.mu.Lock()
+	r.touched = true
+	r.mu.Unlock()
 }
 
 func (r *run) report() *Report {
@@ -161,17 +223,20 @@ func (r *run) report() *Report {
 		rep.Hosts = append(rep.Hosts, *h)
 		s.Hosts++
 		switch h.Status {
-		case "failed":
+		case Failed:
 			s.Failed++
-		case "unreachable":
+		case Unreachable:
 			s.Unreachable++
-		case "changed":
+		case Changed:
 			s.Changed++
 			s.OK++
 		default:
 			s.OK++
 		}
 		s.TasksChanged += h.TasksChanged
+	}
+	for _, name := range sortedKeys(r.guards) {
+		s.Guards = append(s.Guards, r.guards[name])
 	}
 	s.Exchanges = r.pool.exchanges("")
 	s.DurationMS = time.Since(r.start).Milliseconds()
@@ -183,7 +248,7 @@ func (r *run) report() *Report {
 func (r *run) hostReport(name string) *HostReport {
 	h := r.hosts[name]
 	if h == nil {
-		h = &HostReport{Name: name, Status: "ok"}
+		h = &HostReport{Name: name, Status: OK}
 		r.hosts[name] = h
 		r.order = append(r.order, name)
 	}
@@ -196,23 +261,27 @@ func (r *run) Hosts(pattern string) ([]*inventory.Host, error) { return r.inv.Ma
 // Print implements plan.Runner.
 func (r *run) Print(host, msg string) { r.emit(Event{Event: "print", Host: host, Msg: msg}) }
 
+// CheckTry implements plan.Runner.
+func (r *run) CheckTry(t modules.CheckTry) {
+	r.emit(Event{Event: "check", Module: t.Check, Target: t.Target, Try: t.Try, Status: Status(t.Status), Msg: t.Msg})
+}
+
 // AddHost implements plan.Runner: a host created at run time joins the
 // inventory, and its pinned host key is recorded for strict verification.
+// A host that replaces one of the same name (a renamed machine) gets a
+// fresh connection and fresh facts.
 func (r *run) AddHost(h *inventory.Host, knownHostsLine string) error {
 	if knownHostsLine != "" {
 		if err := r.j.pinKey(knownHostsLine); err != nil {
 			return err
 		}
 	}
+	r.pool.drop(h.Name)
 	return r.inv.Add(h)
 }
 
 // Touch implements plan.Runner.
-func (r *run) Touch() {
-	r.mu.Lock()
-	r.touched = true
-	r.mu.Unlock()
-}
+func (r *run) Touch() { r.setTouched() }
 
 // RemoveHost implements plan.Runner: a deleted machine leaves the
 // inventory and its connection is closed.
@@ -224,16 +293,40 @@ func (r *run) RemoveHost(name string) {
 // StepDone implements plan.Runner.
 func (r *run) StepDone(name string) (json.RawMessage, bool) { return r.j.stepDone(name) }
 
-// StepEvent implements plan.Runner.
-func (r *run) StepEvent(name, status string, result json.RawMessage, err error) {
-	r.mu.Lock()
-	r.touched = true
-	r.mu.Unlock()
-	e := Event{Event: "step", Step: name, Status: status}
-	if err != nil {
-		e.Msg = err.Error()
+// Step implements plan.Runner: it journals the step (synced to disk, so a
+// killed run forgets no completed step) and emits step_start or step_end.
+// A journal that cannot be written fails the step: resuming would be
+// impossible.
+func (r *run) Step(e plan.StepEvent) error {
+	r.setTouched()
+	if err := r.j.step(e.Name, string(e.Status), e.Result); err != nil {
+		return fmt.Errorf("journaling step %q: %w", e.Name, err)
 	}
-	r.j.step(name, status, result)
+	ev := Event{Event: "step_end", Step: e.Name, Status: Status(e.Status), DurationMS: e.Duration.Milliseconds(), Irreversible: e.Irreversible}
+	if e.Status == plan.StepStart {
+		ev = Event{Event: "step_start", Step: e.Name, Irreversible: e.Irreversible}
+	}
+	if e.Err != nil {
+		ev.Msg = e.Err.Error()
+	}
+	r.emit(ev)
+	return nil
+}
+
+// Guard implements plan.Runner.
+func (r *run) Guard(g plan.GuardReport) {
+	s := GuardSummary{Name: g.Name, Probes: g.Probes, Failed: g.Failed, MaxFail: g.MaxFail}
+	r.mu.Lock()
+	r.guards[g.Name] = s
+	r.mu.Unlock()
+	status := OK
+	if g.Failed > 0 {
+		status = Failed
+	}
+	e := Event{Event: "guard", Guard: g.Name, Status: status, Probes: g.Probes, FailedProbes: g.Failed, Msg: g.LastError}
+	if g.Stopped {
+		e.Event = "guard_done"
+	}
 	r.emit(e)
 }
 

@@ -55,6 +55,21 @@ func (r *recorder) of(kind string) []Event {
 	return out
 }
 
+// steps lists the step events as "name:status" ("name:start" for
+// step_start).
+func (r *recorder) steps() []string {
+	var out []string
+	for _, e := range r.events {
+		switch e.Event {
+		case "step_start":
+			out = append(out, e.Step+":start")
+		case "step_end":
+			out = append(out, e.Step+":"+string(e.Status))
+		}
+	}
+	return out
+}
+
 func runPlan(t *testing.T, planFile string, inv *inventory.Inventory, opts Options) (*Report, *recorder, error) {
 	t.Helper()
 	p, err := plan.Load(planFile)
@@ -233,7 +248,7 @@ func TestUnreachableHostIsCounted(t *testing.T) {
 	var msg string
 	for _, e := range rec.of("host_done") {
 		if e.Host == "h3" {
-			msg = e.Status + ": " + e.Msg
+			msg = string(e.Status) + ": " + e.Msg
 		}
 	}
 	if !strings.Contains(msg, "unreachable: h3 unreachable (192.0.2.1:22): connection refused") {
@@ -319,10 +334,7 @@ def main(ctx):
 	if err != nil {
 		t.Fatal(err)
 	}
-	var steps []string
-	for _, e := range rec.of("step") {
-		steps = append(steps, e.Step+":"+e.Status)
-	}
+	steps := rec.steps()
 	if strings.Join(steps, " ") != "one:skipped two:start two:done" {
 		t.Errorf("steps = %v", steps)
 	}

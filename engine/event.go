@@ -1,11 +1,15 @@
 package engine
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"sort"
+)
 
 // Event is one thing that happened in a run, streamed to Options.OnEvent and
 // journaled. Kind-specific fields are empty when they do not apply.
 //
-// Kinds: run_start, apply_start, host_start, task, host_done, print, step,
+// Kinds: run_start, apply_start, host_start, task, host_done, step_start,
+// step_end, check, guard (a guard's failed probe), guard_done, print,
 // warning and, last, summary.
 type Event struct {
 	Event  string `json:"event"`
@@ -16,15 +20,29 @@ type Event struct {
 	Count  int    `json:"count,omitempty"` // apply_start: hosts in the apply
 	Host   string `json:"host,omitempty"`
 	Task   string `json:"task,omitempty"`   // task: `file /etc/motd`
-	Module string `json:"module,omitempty"` // task: module ID
+	Module string `json:"module,omitempty"` // task: module ID; check: the check
 	Pos    string `json:"pos,omitempty"`    // task: plan position of the call
 	Step   string `json:"step,omitempty"`
 	// Status is ok, changed, failed, skipped or unreachable for tasks and
-	// hosts; start, done, skipped, failed, undone or undo_failed for steps.
-	Status string `json:"status,omitempty"`
+	// hosts; done, skipped, failed, undone or undo_failed for step_end; ok,
+	// failed or skipped for checks; ok or failed for guards.
+	Status Status `json:"status,omitempty"`
 	Msg    string `json:"msg,omitempty"`    // reason, error or printed text
 	Diff   string `json:"diff,omitempty"`   // with --diff
 	Output string `json:"output,omitempty"` // task output, shown when a task fails
+
+	// step_start, step_end
+	Irreversible bool  `json:"irreversible,omitempty"`
+	DurationMS   int64 `json:"duration_ms,omitempty"`
+
+	// check: one try of a controller-side check
+	Target string `json:"target,omitempty"`
+	Try    int    `json:"try,omitempty"`
+
+	// guard, guard_done
+	Guard        string `json:"guard,omitempty"`
+	Probes       int    `json:"probes,omitempty"`
+	FailedProbes int    `json:"failed_probes,omitempty"`
 
 	// host_done
 	Tasks        int   `json:"tasks,omitempty"`
@@ -41,14 +59,24 @@ type Event struct {
 // without failure, changed hosts are the ok hosts with at least one changed
 // task. Exchanges counts remote round trips after connect.
 type Summary struct {
-	Hosts        int   `json:"hosts"`
-	OK           int   `json:"ok"`
-	Changed      int   `json:"changed"`
-	Failed       int   `json:"failed"`
-	Unreachable  int   `json:"unreachable"`
-	TasksChanged int   `json:"tasks_changed"`
-	Exchanges    int64 `json:"exchanges"`
-	DurationMS   int64 `json:"duration_ms"`
+	Hosts        int            `json:"hosts"`
+	OK           int            `json:"ok"`
+	Changed      int            `json:"changed"`
+	Failed       int            `json:"failed"`
+	Unreachable  int            `json:"unreachable"`
+	TasksChanged int            `json:"tasks_changed"`
+	Exchanges    int64          `json:"exchanges"`
+	DurationMS   int64          `json:"duration_ms"`
+	Guards       []GuardSummary `json:"guards,omitempty"`
+}
+
+// GuardSummary is what a guard of the plan saw: how many probes it sent
+// and how many failed.
+type GuardSummary struct {
+	Name    string `json:"name"`
+	Probes  int    `json:"probes"`
+	Failed  int    `json:"failed"`
+	MaxFail int    `json:"max_fail"`
 }
 
 // MarshalJSON writes the summary event with every count, even zero ones, and
@@ -62,4 +90,13 @@ func (e Event) MarshalJSON() ([]byte, error) {
 	}
 	type plain Event
 	return json.Marshal(plain(e))
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

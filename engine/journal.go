@@ -3,7 +3,6 @@ package engine
 import (
 	"bufio"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -14,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/orch-dev/orch/plan"
@@ -143,15 +141,24 @@ func ReadRunRecord(stateDir, id string) (RunRecord, error) {
 	return rec, json.Unmarshal(b, &rec)
 }
 
-func (j *journal) event(e Event) {
+// event appends an event with one write(2), so a killed run loses at most
+// the event in flight; host outcomes and the summary are also synced to
+// disk. The caller orders the calls.
+func (j *journal) event(e Event) error {
 	if j.events == nil {
-		return
+		return nil
 	}
 	b, err := json.Marshal(e)
 	if err != nil {
-		return
+		return err
 	}
-	j.events.Write(append(b, '\n'))
+	if _, err := j.events.Write(append(b, '\n')); err != nil {
+		return err
+	}
+	if e.Event == "host_done" || e.Event == "summary" {
+		return j.events.Sync()
+	}
+	return nil
 }
 
 type stepRecord struct {
@@ -162,15 +169,20 @@ type stepRecord struct {
 
 // step journals a step record and syncs it: a killed run must not forget a
 // step that completed.
-func (j *journal) step(name, status string, result json.RawMessage) {
+func (j *journal) step(name, status string, result json.RawMessage) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if status == "skipped" {
 		status = "done" // carried over from the resumed run
 	}
-	b, _ := json.Marshal(stepRecord{Step: name, Status: status, Result: result})
-	j.steps.Write(append(b, '\n'))
-	j.steps.Sync()
+	b, err := json.Marshal(stepRecord{Step: name, Status: status, Result: result})
+	if err != nil {
+		return err
+	}
+	if _, err := j.steps.Write(append(b, '\n')); err != nil {
+		return err
+	}
+	return j.steps.Sync()
 }
 
 func (j *journal) stepDone(name string) (json.RawMessage, bool) {
@@ -208,106 +220,57 @@ func completedSteps(path string) (map[string]json.RawMessage, error) {
 	return done, sc.Err()
 }
 
-func (j *journal) finish(runErr error) {
+func (j *journal) finish(runErr error) error {
 	res := map[string]any{"ok": runErr == nil, "finished": time.Now().UTC()}
 	if runErr != nil {
 		res["error"] = runErr.Error()
 	}
 	b, _ := json.MarshalIndent(res, "", "  ")
-	writeFileAtomic(filepath.Join(j.dir, "result.json"), b)
-	j.events.Close()
-	j.steps.Close()
+	err := writeFileAtomic(filepath.Join(j.dir, "result.json"), b)
+	if cerr := j.events.Close(); err == nil {
+		err = cerr
+	}
+	if cerr := j.steps.Close(); err == nil {
+		err = cerr
+	}
 	j.releaseLock()
-}
-
-func (j *journal) pinnedKeysFile() string { return filepath.Join(j.state, "known_hosts") }
-
-// pinKey records the host key orch generated for a machine it created.
-func (j *journal) pinKey(line string) error {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	f, err := os.OpenFile(j.pinnedKeysFile(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return fmt.Errorf("pinning host key: %w", err)
+		return fmt.Errorf("journal: %w", err)
 	}
-	defer f.Close()
-	if _, err := f.WriteString(strings.TrimSpace(line) + "\n"); err != nil {
-		return fmt.Errorf("pinning host key: %w", err)
-	}
-	return f.Sync()
-}
-
-// lockHolder is the content of a lock file.
-type lockHolder struct {
-	RunID string    `json:"run_id"`
-	PID   int       `json:"pid"`
-	Host  string    `json:"host"`
-	User  string    `json:"user"`
-	Since time.Time `json:"since"`
-}
-
-// LockedError is returned when another run holds the plan's lock.
-type LockedError struct {
-	Path   string
-	Holder lockHolder
-}
-
-func (e *LockedError) Error() string {
-	h := e.Holder
-	return fmt.Sprintf("another run of this plan and inventory is in progress: run %s, pid %d, by %s on %s since %s (lock %s)",
-		h.RunID, h.PID, h.User, h.Host, h.Since.Format(time.RFC3339), e.Path)
-}
-
-// acquireLock takes the lock of this plan and inventory: an flock(2) on a
-// file under <state>/locks that the kernel releases when the process ends,
-// however it ends. The file holds the holder's details for the refusal.
-func (j *journal) acquireLock(p string, inventories []string) error {
-	key := p + "\x00" + strings.Join(inventories, "\x00")
-	if abs, err := filepath.Abs(p); err == nil {
-		key = abs + "\x00" + strings.Join(inventories, "\x00")
-	}
-	sum := sha256.Sum256([]byte(key))
-	dir := filepath.Join(j.state, "locks")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("lock: %w", err)
-	}
-	path := filepath.Join(dir, hex.EncodeToString(sum[:8])+".lock")
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return fmt.Errorf("lock: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		defer f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			var holder lockHolder
-			raw, _ := os.ReadFile(path)
-			json.Unmarshal(raw, &holder)
-			return &LockedError{Path: path, Holder: holder}
-		}
-		return fmt.Errorf("lock %s: %w", path, err)
-	}
-	host, _ := os.Hostname()
-	b, _ := json.Marshal(lockHolder{RunID: j.id, PID: os.Getpid(), Host: host, User: os.Getenv("USER"), Since: time.Now().UTC()})
-	if err := f.Truncate(0); err == nil {
-		f.WriteAt(b, 0)
-	}
-	j.lock = f
 	return nil
 }
 
-// releaseLock ends the run's hold; the file stays for the next run.
-func (j *journal) releaseLock() {
-	if j.lock != nil {
-		j.lock.Truncate(0)
-		j.lock.Close()
-		j.lock = nil
-	}
-}
 
+// writeFileAtomic writes a file through a synced temporary file and a
+// rename, so readers see the old content or the new, never a part.
 func writeFileAtomic(path string, data []byte) error {
 	tmp := path + ".tmp." + strconv.Itoa(os.Getpid())
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, path)
+	_, err = f.Write(data)
+	if serr := f.Sync(); err == nil {
+		err = serr
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
+}
+
+// safeName makes a host name safe as a file name.
+func safeName(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '/' || r == 0 || r == '\\' {
+			return '_'
+		}
+		return r
+	}, s)
 }

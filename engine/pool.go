@@ -3,93 +3,31 @@ package engine
 import (
 	"context"
 	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
 	"sync"
-	"time"
+	"sync/atomic"
 
 	"github.com/orch-dev/orch/engine/conn"
-	"github.com/orch-dev/orch/engine/conn/dockerconn"
-	"github.com/orch-dev/orch/engine/conn/sshconn"
 	"github.com/orch-dev/orch/inventory"
 )
 
-// UnreachableError is the error of a host that could not be reached.
-type UnreachableError = conn.UnreachableError
-
-// SSHOptions are the run-wide SSH settings; inventory vars and ~/.ssh/config
-// fill in the rest per host.
-type SSHOptions struct {
-	KnownHosts     []string      // known_hosts files; default ~/.ssh/known_hosts
-	HostKeyCheck   string        // strict, accept-new (default) or off
-	ConnectTimeout time.Duration // per host; default 10s
-	SSHConfig      string        // ssh config file; "" means ~/.ssh/config
-	NoSSHConfig    bool          // ignore ssh config files
-	IdentityFiles  []string      // keys for hosts whose inventory names none
-}
-
-// DefaultDialer connects by each host's connection type: ssh (the default),
-// local or docker. Keys orch pinned for hosts it created (pinnedKeys) are
-// trusted alongside the known_hosts files.
-func DefaultDialer(o SSHOptions, pinnedKeys string, warn func(string)) func(context.Context, *inventory.Host) (conn.Conn, error) {
-	return func(ctx context.Context, h *inventory.Host) (conn.Conn, error) {
-		switch h.Connection {
-		case "local":
-			return &conn.Local{Name: h.Name}, nil
-		case "docker":
-			return dockerconn.Dial(ctx, h.Address, dockerconn.Options{User: h.User})
-		case "", "ssh":
-		default:
-			return nil, fmt.Errorf("%s: unknown connection %q", h.Name, h.Connection)
-		}
-		known := o.KnownHosts
-		if len(known) == 0 {
-			home, _ := os.UserHomeDir()
-			known = []string{filepath.Join(home, ".ssh", "known_hosts")}
-		}
-		if pinnedKeys != "" {
-			known = append(known[:len(known):len(known)], pinnedKeys)
-		}
-		cfg := sshconn.Config{
-			HostName:        h.Name,
-			Address:         h.Address,
-			Port:            h.Port,
-			User:            h.User,
-			Agent:           true,
-			KnownHostsFiles: known,
-			HostKeyCheck:    o.HostKeyCheck,
-			UseSSHConfig:    !o.NoSSHConfig,
-			SSHConfigPath:   o.SSHConfig,
-			ConnectTimeout:  o.ConnectTimeout,
-			Warn:            warn,
-		}
-		if h.Key != "" {
-			cfg.KeyFiles = []string{h.Key}
-		} else {
-			cfg.KeyFiles = o.IdentityFiles
-		}
-		return sshconn.Dial(ctx, cfg)
-	}
-}
-
 // pool keeps one connection per host for the whole run. A failed dial is
-// remembered, so an unreachable host is not retried by every apply.
+// remembered, so an unreachable host is not retried by every apply; a
+// connection that was lost (a reboot) is dialled again when the plan next
+// asks for the host.
 type pool struct {
 	dial func(context.Context, *inventory.Host) (conn.Conn, error)
 
 	mu      sync.Mutex
 	conns   map[string]*poolEntry
-	retired int64 // exchanges of dropped connections
+	retired atomic.Int64 // exchanges of connections no longer in the pool
 }
 
 type poolEntry struct {
-	once  sync.Once
+	mu    sync.Mutex // held while dialling
 	c     conn.Conn
-	err   error
-	facts map[string]any
-	fmu   sync.Mutex
+	err   error          // a failed dial, until forget
+	lost  bool           // the connection was lost mid-run
+	facts map[string]any // host facts gathered on this connection
 }
 
 func newPool(dial func(context.Context, *inventory.Host) (conn.Conn, error)) *pool {
@@ -107,47 +45,120 @@ func (p *pool) entry(name string) *poolEntry {
 	return e
 }
 
-// get returns the host's connection, dialling it on first use. Every error
-// is an *UnreachableError naming the host.
+// get returns the host's connection, dialling it on first use and again
+// after it was lost. Every error is an *UnreachableError naming the host.
 func (p *pool) get(ctx context.Context, h *inventory.Host) (conn.Conn, error) {
 	e := p.entry(h.Name)
-	e.once.Do(func() {
-		c, err := p.dial(ctx, h)
-		if err != nil {
-			var ue *UnreachableError
-			if !errors.As(err, &ue) {
-				err = &UnreachableError{Host: h.Name, Address: h.Address, Err: err}
-			}
-			e.err = err
-			return // c may be a typed nil
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.c != nil {
+		if a, ok := e.c.(conn.Aliver); !ok || a.Alive() {
+			return e.c, nil
 		}
-		e.c = c
-	})
-	return e.c, e.err
+		p.retire(e) // lost: dial again
+	}
+	if e.err != nil {
+		return nil, e.err
+	}
+	c, err := p.dial(ctx, h)
+	if err != nil {
+		var ue *UnreachableError
+		if !errors.As(err, &ue) {
+			err = &UnreachableError{Host: h.Name, Address: h.Address, Err: err}
+		}
+		e.err = err
+		return nil, err
+	}
+	e.c, e.lost = c, false
+	return c, nil
 }
 
-// exec runs a script on the host's connection.
+// retire closes an entry's connection, keeping its exchanges counted and
+// forgetting the facts gathered on it. Callers hold e.mu.
+func (p *pool) retire(e *poolEntry) {
+	if e.c == nil {
+		return
+	}
+	p.retired.Add(e.c.Exchanges())
+	e.c.Close()
+	e.c, e.facts = nil, nil
+}
+
+// forget drops a host's connection and any remembered dial failure, so the
+// next get dials afresh (waiting for a host to come back).
+func (p *pool) forget(name string) {
+	e := p.entry(name)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p.retire(e)
+	e.err = nil
+}
+
+// exec runs a script on the host's connection. A connection lost during it
+// is marked, so the host counts as unreachable and is dialled again later.
 func (p *pool) exec(ctx context.Context, h *inventory.Host, script string) (conn.Result, error) {
 	c, err := p.get(ctx, h)
 	if err != nil {
 		return conn.Result{}, err
 	}
-	return c.Exec(ctx, script, nil)
+	res, err := c.Exec(ctx, script, nil)
+	var ue *UnreachableError
+	if errors.As(err, &ue) {
+		e := p.entry(h.Name)
+		e.mu.Lock()
+		e.lost = true
+		e.mu.Unlock()
+	}
+	return res, err
+}
+
+// lost reports whether the host's connection was lost during the run.
+func (p *pool) lost(name string) bool {
+	e := p.entry(name)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.lost
+}
+
+func (p *pool) hostFact(host, name string) (any, bool) {
+	e := p.entry(host)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	v, ok := e.facts[name]
+	return v, ok
+}
+
+func (p *pool) setHostFact(host, name string, v any) {
+	e := p.entry(host)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.facts == nil {
+		e.facts = map[string]any{}
+	}
+	e.facts[name] = v
 }
 
 // exchanges sums the exchanges of one host's connection, or of all when
 // name is "".
 func (p *pool) exchanges(name string) int64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	var n int64
 	if name == "" {
-		n = p.retired
+		n = p.retired.Load()
 	}
+	p.mu.Lock()
+	var entries []*poolEntry
 	for host, e := range p.conns {
-		if (name == "" || host == name) && e.c != nil {
+		if name == "" || host == name {
+			entries = append(entries, e)
+		}
+	}
+	p.mu.Unlock()
+	for _, e := range entries {
+		e.mu.Lock()
+		if e.c != nil {
 			n += e.c.Exchanges()
 		}
+		e.mu.Unlock()
 	}
 	return n
 }
@@ -157,58 +168,26 @@ func (p *pool) drop(name string) {
 	p.mu.Lock()
 	e := p.conns[name]
 	delete(p.conns, name)
-	if e != nil && e.c != nil {
-		p.retired += e.c.Exchanges()
-	}
 	p.mu.Unlock()
-	if e != nil && e.c != nil {
-		e.c.Close()
+	if e != nil {
+		e.mu.Lock()
+		p.retire(e)
+		e.mu.Unlock()
 	}
 }
 
 func (p *pool) close() {
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	entries := make([]*poolEntry, 0, len(p.conns))
 	for _, e := range p.conns {
+		entries = append(entries, e)
+	}
+	p.mu.Unlock()
+	for _, e := range entries {
+		e.mu.Lock()
 		if e.c != nil {
 			e.c.Close()
 		}
+		e.mu.Unlock()
 	}
-}
-
-// factScript gathers every fact in one exchange, as key=value lines.
-const factScript = `echo "os=$(uname -s | tr A-Z a-z)"
-echo "kernel=$(uname -r)"
-echo "arch=$(uname -m)"
-echo "hostname=$(hostname)"
-echo "user=$(id -un)"
-if [ -r /etc/os-release ]; then . /etc/os-release; echo "distribution=$ID"; echo "version=$VERSION_ID"; echo "os_family=${ID_LIKE:-$ID}"; fi
-`
-
-// Fact implements plans.Runner. All facts of a host are gathered together
-// on first use and cached for the run.
-func (r *run) Fact(ctx context.Context, h *inventory.Host, name string) (any, error) {
-	e := r.pool.entry(h.Name)
-	e.fmu.Lock()
-	defer e.fmu.Unlock()
-	if e.facts == nil {
-		res, err := r.pool.exec(ctx, h, factScript)
-		if err != nil {
-			return nil, err
-		}
-		if res.ExitCode != 0 {
-			return nil, fmt.Errorf("gathering facts: exit %d: %s", res.ExitCode, strings.TrimSpace(string(res.Stderr)))
-		}
-		e.facts = map[string]any{}
-		for _, line := range strings.Split(string(res.Stdout), "\n") {
-			if k, v, ok := strings.Cut(line, "="); ok {
-				e.facts[k] = v
-			}
-		}
-	}
-	v, ok := e.facts[name]
-	if !ok {
-		return nil, fmt.Errorf("unknown fact; known facts are arch, distribution, hostname, kernel, os, os_family, user, version")
-	}
-	return v, nil
 }

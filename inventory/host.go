@@ -17,3 +17,11 @@ type Host struct {
 	Groups       []string       // groups the host belongs to, directly or through children, sorted
 	Vars         map[string]any // merged vars: all < parent groups < child groups < host
 }
+
+// NotCreated is the address of a placeholder host: one that a cloud call
+// would create, standing in for it under --check. Roles applied to it are
+// evaluated and their tasks reported as would-change, with no connection.
+const NotCreated = "(known after create)"
+
+// IsPlaceholder reports whether h stands for a machine not created yet.
+func (h *Host) IsPlaceholder() bool { return h.Address == NotCreated }

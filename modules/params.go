@@ -122,3 +122,11 @@ func zeroLiteral(t reflect.Type) string {
 	}
 	return "None"
 }
+
+// Common are the arguments every host module call takes besides its own.
+// The Starlark adapter reads them off the call; they are not fields of the
+// module's argument struct, and `orch modules` lists them once.
+var Common = []Param{
+	{Name: "become", Field: -1, Type: typeAny, Doc: `run with privilege: True (as root), a user name, or False; None inherits ctx.apply's and the host's become`},
+	{Name: "timeout", Field: -1, Type: typeDuration, Doc: `fail the task when its change takes longer, ending its processes on the host ("30s")`},
+}

@@ -5,12 +5,6 @@ import "github.com/orch-dev/orch/internal/shell"
 // Quote returns s as one POSIX sh word, for modules' snippets.
 func Quote(s string) string { return shell.Quote(s) }
 
-// NoChange is sh code for an Apply snippet that found at run time that
-// nothing was needed, for example because a command's guard now holds.
-func NoChange(reason string) string {
-	return `printf '%s U %s\n' "$ORCH_M" ` + Quote(reason) + `; exit 0`
-}
-
 // Prelude defines the portable sh helpers that probes and applies may call.
 // The engine sends it once per remote script. They work with GNU coreutils
 // and with FreeBSD's base system alike.
@@ -44,5 +38,16 @@ _orch_kind() {
   elif [ -d "$1" ]; then echo directory
   elif [ -e "$1" ]; then echo other
   else echo absent; fi
+}
+_orch_timeout() { # runs "$@" for at most $1 seconds, ending its whole process group
+  _orch_t=$1; shift
+  if command -v timeout >/dev/null 2>&1; then timeout -k 2 "$_orch_t" "$@"; return; fi
+  "$@" & _orch_p=$!
+  ( sleep "$_orch_t"; kill -TERM "$_orch_p" 2>/dev/null; sleep 2; kill -KILL "$_orch_p" 2>/dev/null ) &
+  _orch_w=$!
+  wait "$_orch_p"; _orch_rc=$?
+  kill "$_orch_w" 2>/dev/null
+  [ "$_orch_rc" -lt 128 ] || _orch_rc=124
+  return "$_orch_rc"
 }
 `

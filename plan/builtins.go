@@ -3,7 +3,6 @@ package plan
 import (
 	"fmt"
 	"reflect"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 	"go.starlark.net/starlarkstruct"
 	"go.starlark.net/syntax"
 
+	"github.com/orch-dev/orch/internal/starvalue"
 	"github.com/orch-dev/orch/inventory"
 	"github.com/orch-dev/orch/modules"
 )
@@ -61,6 +61,11 @@ func moduleBuiltin(info modules.Info) *starlark.Builtin {
 	}
 	return starlark.NewBuiltin(info.ID, func(th *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 		v := info.New()
+		_, isTask := v.(modules.Task)
+		kwargs, common, err := splitCommon(info.ID, isTask, kwargs)
+		if err != nil {
+			return nil, err
+		}
 		if err := fill(info.ID, params, v, args, kwargs); err != nil {
 			return nil, err
 		}
@@ -75,7 +80,11 @@ func moduleBuiltin(info modules.Info) *starlark.Builtin {
 					return nil, fmt.Errorf("%s: %w", info.ID, err)
 				}
 			}
-			role.tasks = append(role.tasks, Task{Module: info.ID, Pos: th.CallFrame(1).Pos, Impl: impl})
+			task := Task{Module: info.ID, Pos: th.CallFrame(1).Pos, Impl: impl}
+			if err := common.apply(&task); err != nil {
+				return nil, fmt.Errorf("%s: %w", info.ID, err)
+			}
+			role.tasks = append(role.tasks, task)
 			return starlark.None, nil
 		case modules.Call:
 			rs := runFromThread(th)
@@ -102,6 +111,68 @@ func moduleBuiltin(info modules.Info) *starlark.Builtin {
 		}
 		return nil, fmt.Errorf("%s: %T is neither a task nor a call", info.ID, v)
 	})
+}
+
+// commonArgs are the arguments every host module call takes (modules.Common).
+type commonArgs struct {
+	become  starlark.Value
+	timeout starlark.Value
+}
+
+// splitCommon takes become= and timeout= off a host module call's keyword
+// arguments.
+func splitCommon(id string, isTask bool, kwargs []starlark.Tuple) ([]starlark.Tuple, commonArgs, error) {
+	var c commonArgs
+	if !isTask {
+		return kwargs, c, nil
+	}
+	rest := kwargs[:0:0]
+	for _, kv := range kwargs {
+		switch string(kv[0].(starlark.String)) {
+		case "become":
+			c.become = kv[1]
+		case "timeout":
+			c.timeout = kv[1]
+		default:
+			rest = append(rest, kv)
+		}
+	}
+	return rest, c, nil
+}
+
+func (c commonArgs) apply(t *Task) error {
+	if c.become != nil && c.become != starlark.None {
+		b, err := becomeArg(c.become)
+		if err != nil {
+			return fmt.Errorf("argument \"become\": %w", err)
+		}
+		t.Become = b
+	}
+	if c.timeout != nil && c.timeout != starlark.None {
+		d, err := toGo(c.timeout, reflect.TypeFor[time.Duration]())
+		if err != nil {
+			return fmt.Errorf("argument \"timeout\": %w", err)
+		}
+		if t.Timeout = d.Interface().(time.Duration); t.Timeout <= 0 {
+			return fmt.Errorf("argument \"timeout\": must be positive")
+		}
+	}
+	return nil
+}
+
+// becomeArg reads become=: True (as the host's become_user, else root), a
+// user name, or False.
+func becomeArg(v starlark.Value) (*Become, error) {
+	switch x := v.(type) {
+	case starlark.Bool:
+		return &Become{Enabled: bool(x)}, nil
+	case starlark.String:
+		if x == "" {
+			return nil, fmt.Errorf("want True, False or a user name, got an empty string")
+		}
+		return &Become{Enabled: true, User: string(x)}, nil
+	}
+	return nil, fmt.Errorf("want True, False or a user name, got %s", v.Type())
 }
 
 // fill sets the fields of the argument struct v from Starlark arguments.
@@ -327,7 +398,7 @@ func toGo(v starlark.Value, t reflect.Type) (reflect.Value, error) {
 				}
 				val = reflect.ValueOf(s)
 			} else {
-				g, err := plainGo(kv[1])
+				g, err := starvalue.ToGo(kv[1])
 				if err != nil {
 					return reflect.Value{}, fmt.Errorf("key %q: %w", k, err)
 				}
@@ -337,7 +408,7 @@ func toGo(v starlark.Value, t reflect.Type) (reflect.Value, error) {
 		}
 		return out, nil
 	case reflect.Interface:
-		g, err := plainGo(v)
+		g, err := starvalue.ToGo(v)
 		if err != nil {
 			return reflect.Value{}, err
 		}
@@ -363,134 +434,6 @@ func scalarString(v starlark.Value) (string, error) {
 	return "", fmt.Errorf("want a string, got %s", v.Type())
 }
 
-// plainGo converts any Starlark data value to plain Go values.
-func plainGo(v starlark.Value) (any, error) {
-	switch x := v.(type) {
-	case starlark.NoneType:
-		return nil, nil
-	case starlark.Bool:
-		return bool(x), nil
-	case starlark.Int:
-		n, ok := x.Int64()
-		if !ok {
-			return nil, fmt.Errorf("integer %s is too large", x)
-		}
-		return n, nil
-	case starlark.Float:
-		return float64(x), nil
-	case starlark.String:
-		return string(x), nil
-	case *hostValue:
-		return x.host, nil
-	case *starlark.List, starlark.Tuple:
-		var out []any
-		it := x.(starlark.Iterable).Iterate()
-		defer it.Done()
-		var e starlark.Value
-		for it.Next(&e) {
-			g, err := plainGo(e)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, g)
-		}
-		return out, nil
-	case *starlark.Dict:
-		out := make(map[string]any, x.Len())
-		for _, kv := range x.Items() {
-			k, ok := starlark.AsString(kv[0])
-			if !ok {
-				return nil, fmt.Errorf("dict keys must be strings, got %s", kv[0].Type())
-			}
-			g, err := plainGo(kv[1])
-			if err != nil {
-				return nil, err
-			}
-			out[k] = g
-		}
-		return out, nil
-	case *starlarkstruct.Struct:
-		d := starlark.StringDict{}
-		x.ToStringDict(d)
-		out := make(map[string]any, len(d))
-		for k, val := range d {
-			g, err := plainGo(val)
-			if err != nil {
-				return nil, err
-			}
-			out[k] = g
-		}
-		return out, nil
-	}
-	return nil, fmt.Errorf("cannot use a %s here", v.Type())
-}
-
-// plainStarlark converts plain Go data (as decoded from JSON or YAML) to
-// Starlark values.
-func plainStarlark(v any) (starlark.Value, error) {
-	switch x := v.(type) {
-	case nil:
-		return starlark.None, nil
-	case bool:
-		return starlark.Bool(x), nil
-	case int:
-		return starlark.MakeInt(x), nil
-	case int64:
-		return starlark.MakeInt64(x), nil
-	case uint64:
-		return starlark.MakeUint64(x), nil
-	case float64:
-		if x == float64(int64(x)) {
-			return starlark.MakeInt64(int64(x)), nil
-		}
-		return starlark.Float(x), nil
-	case string:
-		return starlark.String(x), nil
-	case []string:
-		l := make([]starlark.Value, len(x))
-		for i, s := range x {
-			l[i] = starlark.String(s)
-		}
-		return starlark.NewList(l), nil
-	case []any:
-		l := make([]starlark.Value, len(x))
-		for i, e := range x {
-			sv, err := plainStarlark(e)
-			if err != nil {
-				return nil, err
-			}
-			l[i] = sv
-		}
-		return starlark.NewList(l), nil
-	case map[string]string:
-		d := starlark.NewDict(len(x))
-		for _, k := range sortedKeys(x) {
-			d.SetKey(starlark.String(k), starlark.String(x[k]))
-		}
-		return d, nil
-	case map[string]any:
-		d := starlark.NewDict(len(x))
-		for _, k := range sortedKeys(x) {
-			sv, err := plainStarlark(x[k])
-			if err != nil {
-				return nil, err
-			}
-			d.SetKey(starlark.String(k), sv)
-		}
-		return d, nil
-	}
-	return nil, fmt.Errorf("cannot convert %T to a Starlark value", v)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
 // checkCalls finds module calls with unknown arguments, too many positional
 // arguments or unknown members, before anything runs.
 func checkCalls(f *syntax.File) Errors {
@@ -511,6 +454,10 @@ func checkCalls(f *syntax.File) Errors {
 		}
 		info, _ := modules.Lookup(id)
 		params, _ := modules.Params(info.New())
+		named := params
+		if info.IsTask() {
+			named = append(params[:len(params):len(params)], modules.Common...)
+		}
 		positional := 0
 		for _, arg := range call.Args {
 			switch a := arg.(type) {
@@ -520,8 +467,8 @@ func checkCalls(f *syntax.File) Errors {
 					continue
 				}
 				name := a.X.(*syntax.Ident)
-				if _, ok := param(params, name.Name); !ok {
-					errs = append(errs, &Error{Pos: name.NamePos, Msg: fmt.Sprintf("%s: %s", id, unknownArg(name.Name, params))})
+				if _, ok := param(named, name.Name); !ok {
+					errs = append(errs, &Error{Pos: name.NamePos, Msg: fmt.Sprintf("%s: %s", id, unknownArg(name.Name, named))})
 				}
 			case *syntax.UnaryExpr:
 				if a.Op == syntax.STAR || a.Op == syntax.STARSTAR {

@@ -66,8 +66,8 @@ func TestFillConvertsEveryType(t *testing.T) {
 	want := &every{
 		Name: "n", Maybe: &m, Flag: false, Count: 3, OptInt: &seven, List: []string{"a", "b"},
 		Env:  map[string]string{"A": "x", "N": "1", "B": "true"},
-		Vars: map[string]any{"k": []any{int64(1), "two", nil, map[string]any{"x": 1.5}}},
-		Wait: 250 * time.Millisecond, Any: map[string]any{"nested": []any{int64(1), int64(2)}},
+		Vars: map[string]any{"k": []any{1, "two", nil, map[string]any{"x": 1.5}}},
+		Wait: 250 * time.Millisecond, Any: map[string]any{"nested": []any{1, 2}},
 	}
 	host := got.Host
 	if host == nil || host.Name != "web1" || len(got.Hosts) != 2 || got.Hosts[1] != host {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/orch-dev/orch/inventory"
+	"github.com/orch-dev/orch/modules"
 	_ "github.com/orch-dev/orch/modules/standard"
 	"github.com/orch-dev/orch/plans"
 )
@@ -23,8 +24,9 @@ type fakeRunner struct {
 	mu    sync.Mutex
 	tasks map[string][]Task
 	out   []string
-	steps []string
-	done  map[string]json.RawMessage
+	steps  []string
+	done   map[string]json.RawMessage
+	guards []GuardReport
 }
 
 func newRunner(names ...string) *fakeRunner {
@@ -60,7 +62,19 @@ func (r *fakeRunner) Apply(ctx context.Context, req ApplyRequest) (ApplyResult, 
 	return res, nil
 }
 
-func (r *fakeRunner) Fact(ctx context.Context, h *inventory.Host, name string) (any, error) {
+func (r *fakeRunner) CheckTry(modules.CheckTry) {}
+
+func (r *fakeRunner) Guard(g GuardReport) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.guards = append(r.guards, g)
+}
+
+func (r *fakeRunner) WaitHost(ctx context.Context, h *inventory.Host, timeout time.Duration, rebooted bool) (WaitResult, error) {
+	return WaitResult{BootID: "b2", Rebooted: rebooted}, nil
+}
+
+func (r *fakeRunner) Fact(ctx context.Context, h *inventory.Host, name, key string) (any, error) {
 	if name == "os" {
 		return "linux", nil
 	}
@@ -86,11 +100,14 @@ func (r *fakeRunner) StepDone(name string) (json.RawMessage, bool) {
 	return raw, ok
 }
 
-func (r *fakeRunner) StepEvent(name, status string, result json.RawMessage, err error) {
-	r.steps = append(r.steps, name+":"+status)
-	if status == "done" {
-		r.done[name] = result
+func (r *fakeRunner) Step(e StepEvent) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.steps = append(r.steps, e.Name+":"+string(e.Status))
+	if e.Status == StepDone {
+		r.done[e.Name] = e.Result
 	}
+	return nil
 }
 
 // writePlan writes files into a temp plan folder and returns the main path.
@@ -153,7 +170,7 @@ func TestPlanErrors(t *testing.T) {
 		{"syntax", "def main(ctx)\n    pass\n", "plan.star:2:1: got newline, want ':'"},
 		{"unknown argument", "def r(h):\n    file(path = \"/x\", contnet = \"y\")\n", `plan.star:2:23: file: unknown argument "contnet" (did you mean "content"?); it takes path, content, src`},
 		{"unknown module member", "def main(ctx):\n    linode.nothing(1)\n", "plan.star:2:5: linode.nothing is not a module; run `orch modules` for the list"},
-		{"too many positional", "def r(h):\n    command(\"a\", \"b\", \"c\", {}, 5)\n", "plan.star:2:5: command: got 5 positional arguments, want at most 4"},
+		{"too many positional", "def r(h):\n    command(\"a\", \"b\", \"c\", {}, [], False, 7)\n", "plan.star:2:5: command: got 7 positional arguments, want at most 6"},
 		{"undefined name", "def main(ctx):\n    fiel(path = \"/x\")\n", "plan.star:2:5: undefined: fiel"},
 		{"no main", "x = 1\n", "the plan has no main(ctx) function"},
 		{"wrong type", "def r(h):\n    file(path = \"/x\", mode = 644)\ndef main(ctx):\n    ctx.apply(\"all\", r)\n", `plan.star:2:9: file: argument "mode": want string, got int`},

@@ -27,7 +27,10 @@ func (c *cli) modules(args []string) error {
 			first, _, _ := strings.Cut(info.Doc, "\n")
 			fmt.Fprintf(tw, "%s\t%s\t%s\n", info.ID, where, first)
 		}
-		return tw.Flush()
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		return c.commonArgs()
 	case 1:
 		info, ok := modules.Lookup(pos[0])
 		if !ok {
@@ -46,7 +49,20 @@ func (c *cli) modules(args []string) error {
 			}
 			fmt.Fprintf(tw, "  %s\t%s%s\t%s\n", p.Name, modules.TypeName(p.Type), req, p.Doc)
 		}
-		return tw.Flush()
+		if err := tw.Flush(); err != nil || !info.IsTask() {
+			return err
+		}
+		return c.commonArgs()
 	}
 	return &usageError{msg: "orch modules takes at most one module name"}
+}
+
+// commonArgs lists the arguments every host module call takes.
+func (c *cli) commonArgs() error {
+	fmt.Fprintf(c.stdout, "\nEvery host module also takes:\n")
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	for _, p := range modules.Common {
+		fmt.Fprintf(tw, "  %s=None\t%s\n", p.Name, p.Doc)
+	}
+	return tw.Flush()
 }

@@ -68,12 +68,12 @@ func (r *renderer) event(e engine.Event) {
 	case "task":
 		l := r.host(e.Host)
 		switch e.Status {
-		case "ok":
+		case engine.OK:
 			l.ok++
-		case "changed":
+		case engine.Changed:
 			l.ok++
 			l.changed++
-		case "failed":
+		case engine.Failed:
 			l.failed++
 		}
 	case "host_start":
@@ -82,9 +82,9 @@ func (r *renderer) event(e engine.Event) {
 	case "host_done":
 		l := r.host(e.Host)
 		switch {
-		case e.Status == "unreachable":
+		case e.Status == engine.Unreachable:
 			l.unreachable++
-		case e.Status == "failed" && l.failed == l.failedBefore:
+		case e.Status == engine.Failed && l.failed == l.failedBefore:
 			l.failed++ // the host failed before any task could (its check exchange failed)
 		}
 		r.finished++
@@ -115,14 +115,14 @@ func (r *renderer) format(e engine.Event) string {
 	case "apply_start":
 		return fmt.Sprintf("apply %s on %d host%s", e.Role, e.Count, plural(e.Count))
 	case "task":
-		if e.Status == "ok" && !r.verbose {
+		if e.Status == engine.OK && !r.verbose {
 			return ""
 		}
 		line := fmt.Sprintf("  %s: %-7s %s", e.Host, e.Status, e.Task)
-		if e.Msg != "" && e.Status != "failed" {
+		if e.Msg != "" && e.Status != engine.Failed {
 			line += ": " + e.Msg
 		}
-		if e.Status == "failed" {
+		if e.Status == engine.Failed {
 			line += "\n    " + e.Msg
 			if out := strings.TrimSpace(e.Output); out != "" {
 				line += "\n    " + strings.ReplaceAll(out, "\n", "\n    ")
@@ -134,20 +134,33 @@ func (r *renderer) format(e engine.Event) string {
 		return line
 	case "host_done":
 		switch e.Status {
-		case "unreachable":
+		case engine.Unreachable:
 			return fmt.Sprintf("  %s: UNREACHABLE %s", e.Host, e.Msg)
-		case "failed":
+		case engine.Failed:
 			return fmt.Sprintf("  %s: FAILED %s", e.Host, e.Msg)
 		}
 		if r.verbose {
 			return fmt.Sprintf("  %s: %s (%d tasks, %d changed, %d exchanges)", e.Host, e.Status, e.Tasks, e.TasksChanged, e.Exchanges)
 		}
-	case "step":
+	case "step_start":
+		note := ""
+		if e.Irreversible {
+			note = " (irreversible: no undo from here on)"
+		}
+		return fmt.Sprintf("step %s%s", e.Step, note)
+	case "step_end":
 		line := fmt.Sprintf("step %s: %s", e.Step, e.Status)
+		if e.DurationMS > 0 {
+			line += fmt.Sprintf(" in %s", (time.Duration(e.DurationMS) * time.Millisecond).Round(time.Millisecond))
+		}
 		if e.Msg != "" {
 			line += ": " + e.Msg
 		}
 		return line
+	case "guard":
+		return fmt.Sprintf("guard %s: probe failed (%d of %d so far): %s", e.Guard, e.FailedProbes, e.Probes, e.Msg)
+	case "guard_done":
+		return fmt.Sprintf("guard %s: %d probes, %d failed", e.Guard, e.Probes, e.FailedProbes)
 	case "print":
 		if e.Host != "" {
 			return fmt.Sprintf("  %s: %s", e.Host, e.Msg)

@@ -18,10 +18,14 @@ type Result struct {
 // implementations bound concurrency themselves (for example by sshd's
 // MaxSessions).
 //
-// Exec runs script with /bin/sh on the host, feeding it stdin (may be nil).
+// Exec runs script with /bin/sh on the host, feeding it stdin. When stdin
+// is nil, the script itself travels on standard input, in GroupScript's
+// group, and standard input then stays open until the script exits; when
+// ctx is cancelled, the session ends and stdin closes, which GroupScript's
+// watchdog takes as the signal to end the script's processes on the host.
 // A non-zero exit status is not an error: it is reported in Result.ExitCode.
 // Errors mean the script could not be run or its result was lost, and they
-// name the host. Cancelling ctx ends the remote session.
+// name the host.
 //
 // Every Exec counts as one exchange; so does every file-transfer request that
 // waits for a reply. Exchanges returns the running total since connect.

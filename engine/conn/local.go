@@ -47,13 +47,13 @@ func (l *Local) name() string {
 func (l *Local) Exec(ctx context.Context, script string, stdin io.Reader) (Result, error) {
 	l.exchanges.Add(1)
 	var cmd *exec.Cmd
+	hold := stdin == nil
 	switch {
-	case stdin == nil:
+	case hold:
 		cmd = exec.CommandContext(ctx, "/bin/sh")
-		cmd.Stdin = strings.NewReader(GroupScript(script))
+		stdin = strings.NewReader(GroupScript(script))
 	case len(script) <= maxArgScript:
 		cmd = exec.CommandContext(ctx, "/bin/sh", "-c", script)
-		cmd.Stdin = stdin
 	default:
 		f, err := os.CreateTemp("", "orch-script-*.sh")
 		if err != nil {
@@ -68,16 +68,32 @@ func (l *Local) Exec(ctx context.Context, script string, stdin io.Reader) (Resul
 			return Result{}, fmt.Errorf("%s: exec: %w", l.name(), err)
 		}
 		cmd = exec.CommandContext(ctx, "/bin/sh", f.Name())
-		cmd.Stdin = stdin
 	}
 	// Kill the whole process group on cancel, not just sh, and do not wait
 	// forever on background children that keep the output pipes open.
 	setProcessGroup(cmd)
 	cmd.WaitDelay = 2 * time.Second
+	// A script sent on standard input keeps it open until it exits (see Conn).
+	in, feed, err := os.Pipe()
+	if err != nil {
+		return Result{}, fmt.Errorf("%s: exec: %w", l.name(), err)
+	}
+	defer feed.Close()
+	cmd.Stdin = in
+	go func() {
+		io.Copy(feed, stdin)
+		if !hold {
+			feed.Close()
+		}
+	}()
 
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
+	err = cmd.Start()
+	in.Close()
+	if err == nil {
+		err = cmd.Wait()
+	}
 	res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}
 	if ctx.Err() != nil {
 		return res, fmt.Errorf("%s: exec: %w", l.name(), ctx.Err())
@@ -151,10 +167,41 @@ func (l *Local) Close() error { return nil }
 
 // GroupScript wraps script in a { } group for feeding to sh on stdin. sh must
 // then read and parse the whole script before running any of it, so a
-// transfer cut short runs nothing instead of a truncated script.
+// transfer cut short runs nothing instead of a truncated script; the group
+// ends with exit, so sh reads nothing after it.
+//
+// The group starts a watchdog that waits on the script's standard input,
+// which connections keep open until the script exits; the script itself
+// reads /dev/null. When it closes
+// first (the run was cancelled, or an exchange timed out, and the session
+// is gone), the watchdog ends the script's whole process group, so no
+// remote process outlives the session that started it.
 func GroupScript(script string) string {
-	return "{\n" + script + "\n}\n"
+	return "{\n" + watchdog + script + "\nexit $?\n}\n"
 }
+
+// watchdog runs in the background with the script's stdin on fd 3. It
+// ignores TERM so that it outlives its own group's TERM and sends KILL
+// after a grace period. sshd may give a session one socket for stdin and
+// stdout, so a watchdog that outlived the script would hold the session
+// open: the script kills it when it exits, and a second background loop
+// does when the script's shell dies without exiting (killed).
+const watchdog = `exec 3<&0
+( trap '' TERM
+  while IFS= read -r _orch_w <&3; do :; done
+  kill -0 $$ 2>/dev/null || exit 0
+  _orch_pg=
+  { read -r _ _ _ _ _orch_pg _ < /proc/$$/stat; } 2>/dev/null || _orch_pg=$(ps -o pgid= -p $$ 2>/dev/null)
+  _orch_pg=$(echo $_orch_pg)
+  [ -n "$_orch_pg" ] || exit 0
+  kill -TERM -- "-$_orch_pg" 2>/dev/null; sleep 2; kill -KILL -- "-$_orch_pg" 2>/dev/null
+) </dev/null >/dev/null 2>&1 3<&3 &
+_orch_wd=$!
+exec 3<&- </dev/null
+( while kill -0 $$ 2>/dev/null; do sleep 1; done; kill -KILL $_orch_wd 2>/dev/null ) </dev/null >/dev/null 2>&1 &
+_orch_wp=$!
+trap 'kill -KILL $_orch_wd $_orch_wp 2>/dev/null' EXIT
+`
 
 // FileMode converts Unix permission bits (including setuid, setgid and
 // sticky) to an fs.FileMode.

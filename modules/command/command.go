@@ -19,7 +19,17 @@ Guards make it idempotent: with creates= it runs only while that path does not
 exist; with unless= it runs only while the unless command fails. Guards are
 evaluated again just before the command runs, so an earlier task of the same
 run that satisfies the guard is honoured. Without a guard the command runs on
-every apply. env sets environment variables for the command alone.`,
+every apply. env sets environment variables for the command alone.
+
+A command is opaque to the engine: it may change anything, so later tasks of
+the host that read host state are re-checked on the host before they apply
+(inside the same exchange while nothing they read has changed). Declare what
+it changes with effects= ("path:/opt/app/", "service:app") to make it an
+ordinary task: then only tasks that read those keys are re-checked, and
+watchers of them (service(watch=…)) react when it runs.
+
+secret=True keeps the command's text (and its output) out of every event,
+diff and journal.`,
 		New: func() any { return new(Command) },
 	})
 }
@@ -30,15 +40,32 @@ type Command struct {
 	Creates string            `arg:"creates" doc:"skip when this path exists"`
 	Unless  string            `arg:"unless" doc:"skip when this command succeeds"`
 	Env     map[string]string `arg:"env" doc:"environment variables for the command"`
+	Changes []string          `arg:"effects" doc:"state keys the command changes, e.g. [\"path:/opt/app/\"]; without them it is opaque"`
+	Secret  bool              `arg:"secret" default:"False" doc:"keep the command's text and output out of all output"`
 }
 
 var (
 	_ modules.Task      = (*Command)(nil)
 	_ modules.Validator = (*Command)(nil)
 	_ modules.Describer = (*Command)(nil)
+	_ modules.Secret    = (*Command)(nil)
+	_ modules.Effector  = (*Command)(nil)
 )
 
+func (c *Command) IsSecret() bool { return c.Secret }
+
+// Effects are the declared effects= or, without them, anything.
+func (c *Command) Effects() []string {
+	if len(c.Changes) == 0 {
+		return []string{modules.Anything}
+	}
+	return c.Changes
+}
+
 func (c *Command) Describe() string {
+	if c.Secret {
+		return "command (secret)"
+	}
 	first, _, _ := strings.Cut(c.Cmd, "\n")
 	if len(first) > 60 {
 		first = first[:57] + "..."
@@ -55,6 +82,11 @@ func (c *Command) Validate(*modules.Env) error {
 			return fmt.Errorf("env: %q is not a valid variable name", k)
 		}
 	}
+	for _, k := range c.Changes {
+		if kind, subject, ok := strings.Cut(k, ":"); !ok || kind == "" || subject == "" {
+			return fmt.Errorf("effects: %q is not a state key like \"path:/opt/app/\" or \"service:app\"", k)
+		}
+	}
 	return nil
 }
 
@@ -67,16 +99,14 @@ func validName(s string) bool {
 	return s != ""
 }
 
-// guard is a condition under which the command is not needed.
-type guard struct{ test, reason string }
-
-func (c *Command) guards() []guard {
-	var gs []guard
+// guards are the conditions under which the command is not needed.
+func (c *Command) guards() []modules.Guard {
+	var gs []modules.Guard
 	if c.Creates != "" {
-		gs = append(gs, guard{"[ -e " + modules.Quote(c.Creates) + " ]", c.Creates + " exists"})
+		gs = append(gs, modules.Guard{Test: "[ -e " + modules.Quote(c.Creates) + " ]", Reason: c.Creates + " exists"})
 	}
 	if c.Unless != "" {
-		gs = append(gs, guard{"(" + c.Unless + ") >/dev/null 2>&1", "unless guard succeeded"})
+		gs = append(gs, modules.Guard{Test: "(" + c.Unless + ") >/dev/null 2>&1", Reason: "unless guard succeeded"})
 	}
 	return gs
 }
@@ -94,7 +124,7 @@ func (c *Command) Probe(modules.ProbeRequest) string {
 		if i > 0 {
 			kw = "elif"
 		}
-		fmt.Fprintf(&b, "%s %s; then printf '%%s\\n' %s\n", kw, g.test, modules.Quote("skip: "+g.reason))
+		fmt.Fprintf(&b, "%s %s; then printf '%%s\\n' %s\n", kw, g.Test, modules.Quote("skip: "+g.Reason))
 	}
 	b.WriteString("else echo run\nfi\n")
 	return b.String()
@@ -113,11 +143,12 @@ func (c *Command) Check(req modules.CheckRequest, resp *modules.CheckResponse) {
 	resp.Changed = true
 	resp.Reason = "run " + c.Cmd
 	resp.Diff = "+ " + c.Cmd + "\n"
-	var b strings.Builder
-	// The same guards again at run time: an earlier task may have satisfied them.
-	for _, g := range c.guards() {
-		fmt.Fprintf(&b, "if %s; then %s; fi\n", g.test, modules.NoChange(g.reason))
+	if c.Secret {
+		resp.Reason, resp.Diff = "run the secret command", "+ (secret command)\n"
 	}
+	// The same guards again at run time: an earlier task may have satisfied them.
+	resp.Unless = c.guards()
+	var b strings.Builder
 	keys := make([]string, 0, len(c.Env))
 	for k := range c.Env {
 		keys = append(keys, k)

@@ -59,7 +59,7 @@ func TestGuardAtRunTime(t *testing.T) {
 		t.Fatalf("check: %+v", resp)
 	}
 	os.WriteFile(dir+"/flag", nil, 0o644) // what an earlier task would do
-	if out, changed := moduletest.Apply(t, resp.Apply); changed || !strings.Contains(out, "flag exists") {
+	if out, changed := moduletest.Apply(t, resp); changed || !strings.Contains(out, "flag exists") {
 		t.Fatalf("command ran although its guard now holds: %q", out)
 	}
 	if _, err := os.Stat(dir + "/ran"); !os.IsNotExist(err) {

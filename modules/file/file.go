@@ -35,7 +35,15 @@ then rename over the target, so a failed or killed run never leaves a
 half-written file. mode, owner and group
 are enforced when given; an existing file keeps its own otherwise, and a new
 one gets 0644 (0755 for directories). secret=True keeps the content out of
-every diff, event and journal.`,
+every diff, event and journal.
+
+validate= checks the new content before it goes live: the command runs on
+the temporary file (%s stands for its path, e.g. "nginx -t -c %s",
+"named-checkzone example.test %s", "visudo -cf %s"), and only when it
+succeeds is the file renamed over the target. When it fails, the live file
+is untouched and the task fails with the validator's output.
+
+Effects: path:PATH (path:PATH/ for absent and link, which replace a tree).`,
 		New: func() any { return new(File) },
 	})
 }
@@ -53,6 +61,7 @@ type File struct {
 	State    string         `arg:"state" default:"file" doc:"file | directory | absent | link"`
 	Target   string         `arg:"target" doc:"what a link points to (state=\"link\")"`
 	Secret   bool           `arg:"secret" default:"False" doc:"mask the content in all output"`
+	Validator string        `arg:"validate" doc:"command that checks the new content before it goes live; %s is the temporary file"`
 
 	data []byte // the wanted content, resolved by Validate
 	mode uint32 // parsed Mode, valid when Mode != ""
@@ -61,7 +70,7 @@ type File struct {
 var (
 	_ modules.Task       = (*File)(nil)
 	_ modules.Validator  = (*File)(nil)
-	_ modules.Pather     = (*File)(nil)
+	_ modules.Effector   = (*File)(nil)
 	_ modules.Secret     = (*File)(nil)
 	_ modules.Describer  = (*File)(nil)
 	_ modules.FactReader = (*File)(nil)
@@ -69,19 +78,34 @@ var (
 
 func (f *File) Describe() string { return "file " + f.Path }
 
-// Paths is the file's path; removing a path or replacing it with a link
+// Effects is the file's path; removing a path or replacing it with a link
 // changes everything under it too.
-func (f *File) Paths() []string {
+func (f *File) Effects() []string {
 	if f.State == "absent" || f.State == "link" {
-		return []string{strings.TrimSuffix(f.Path, "/") + "/"}
+		return []string{modules.PathKey(strings.TrimSuffix(f.Path, "/") + "/")}
 	}
-	return []string{f.Path}
+	return []string{modules.PathKey(f.Path)}
 }
 func (f *File) IsSecret() bool { return f.Secret }
 
 // Validate checks the arguments and resolves the wanted content on the
 // controller, so that a bad template fails before any host is touched.
 func (f *File) Validate(env *modules.Env) error {
+	if err := f.validate(env); err != nil {
+		return err
+	}
+	if f.Validator != "" {
+		if f.State != "file" || !f.hasContent() {
+			return fmt.Errorf("validate goes with content, src or template")
+		}
+		if !strings.Contains(f.Validator, "%s") {
+			return fmt.Errorf("validate %q: use %%s where the new file's path goes, e.g. \"nginx -t -c %%s\"", f.Validator)
+		}
+	}
+	return nil
+}
+
+func (f *File) validate(env *modules.Env) error {
 	if !path.IsAbs(f.Path) || path.Clean(f.Path) != f.Path || strings.ContainsAny(f.Path, "\n\x00") {
 		return fmt.Errorf("path %q must be absolute and clean, without newlines", f.Path)
 	}
@@ -361,8 +385,21 @@ func (f *File) writeScript(ft facts) (string, *modules.Upload) {
 	b.WriteString("ORCH_EOF\nset +C\n")
 	fmt.Fprintf(&b, "chmod %04o \"$t\"\n", mode)
 	b.WriteString(f.keepOwner(ft))
+	b.WriteString(f.validateLine())
 	fmt.Fprintf(&b, "mv -f \"$t\" %s\ntrap - EXIT HUP INT TERM\n", p)
 	return b.String(), nil
+}
+
+// validateLine runs validate= on the temporary file "$t"; when it fails,
+// its output is the task's output and the exit ends the snippet before the
+// rename, so the trap removes the temporary file and the live one stays.
+func (f *File) validateLine() string {
+	if f.Validator == "" {
+		return ""
+	}
+	cmd := strings.ReplaceAll(f.Validator, "%s", `"$t"`)
+	return fmt.Sprintf("if ! _orch_v=$( { %s\n} 2>&1 </dev/null ); then printf 'validate failed: %%s\\n%%s\\n' %s \"$_orch_v\"; exit 1; fi\n",
+		cmd, modules.Quote(f.Validator))
 }
 
 // keepOwner is the chown of the temporary file: the wanted owner, or the
@@ -392,9 +429,13 @@ func (f *File) uploadScript(ft facts, base string, mode uint32) (string, *module
 	tmp := path.Join(path.Dir(f.Path), ".orch."+base+".upload-"+hex.EncodeToString(nonce[:]))
 	var b strings.Builder
 	fmt.Fprintf(&b, "t=%s\n", modules.Quote(tmp))
-	b.WriteString("trap 'rm -f \"$t\"' EXIT\ntrap 'rm -f \"$t\"; exit 1' HUP INT TERM\n")
+	b.WriteString("trap 'rm -f \"$t\" \"$ORCH_UPLOAD\"' EXIT\ntrap 'rm -f \"$t\" \"$ORCH_UPLOAD\"; exit 1' HUP INT TERM\n")
+	// Under become the engine uploads to a private file of the login user:
+	// copy it beside the target, as the become user.
+	b.WriteString("if [ \"$ORCH_UPLOAD\" != \"$t\" ]; then set -C; cat \"$ORCH_UPLOAD\" > \"$t\"; set +C; rm -f \"$ORCH_UPLOAD\"; fi\n")
 	fmt.Fprintf(&b, "chmod %04o \"$t\"\n", mode)
 	b.WriteString(f.keepOwner(ft))
+	b.WriteString(f.validateLine())
 	fmt.Fprintf(&b, "mv -f \"$t\" %s\ntrap - EXIT HUP INT TERM\n", modules.Quote(f.Path))
 	return b.String(), &modules.Upload{Path: tmp, Data: f.data, Mode: mode}
 }

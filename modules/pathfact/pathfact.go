@@ -26,6 +26,8 @@ type State struct {
 	Group    string
 	Sum      string // hex SHA-256 of a regular file
 	Target   string // what a symlink points to
+
+	stat string // the stat line the state was read from, for Recheck
 }
 
 // Key is the fact key for path.
@@ -41,6 +43,29 @@ func Of(req modules.CheckRequest, path string) (State, error) {
 }
 
 type fact struct{}
+
+var _ modules.FactRechecker = fact{}
+
+// Recheck is a sh condition that holds while path is as it was gathered:
+// the same stat line (kind, mode, owner), hash and link target.
+func (fact) Recheck(path string, value any) string {
+	st, ok := value.(State)
+	if !ok {
+		return "false"
+	}
+	p := modules.Quote(path)
+	if st.Kind == "absent" {
+		return fmt.Sprintf("{ [ ! -e %s ] && [ ! -L %s ]; }", p, p)
+	}
+	cond := fmt.Sprintf("[ \"$(_orch_statall %s 2>/dev/null)\" = %s ]", p, modules.Quote(st.stat))
+	if st.Kind == "file" {
+		cond += fmt.Sprintf(" && _orch_s=$(_orch_sha256 %s) && [ \"${_orch_s%%%% *}\" = %s ]", p, st.Sum)
+	}
+	if st.Kind == "link" {
+		cond += fmt.Sprintf(" && [ \"$(readlink %s)\" = %s ]", p, modules.Quote(st.Target))
+	}
+	return "{ " + cond + "; }"
+}
 
 // chunk bounds the paths given to one stat or sha256sum process, far below
 // the kernel's limit on arguments.
@@ -92,7 +117,7 @@ func (fact) Parse(out []byte, keys []string) (map[string]any, error) {
 		if err1 != nil || err2 != nil || err3 != nil {
 			return nil, fmt.Errorf("path facts: unexpected stat line %q", line)
 		}
-		states[f[5]] = State{Kind: kind(raw), Mode: uint32(raw & 0o7777), UID: uid, GID: gid, Owner: f[3], Group: f[4]}
+		states[f[5]] = State{Kind: kind(raw), Mode: uint32(raw & 0o7777), UID: uid, GID: gid, Owner: f[3], Group: f[4], stat: line}
 	}
 	for _, p := range sections[1] {
 		states[p] = State{Kind: "absent"}

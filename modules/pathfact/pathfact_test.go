@@ -65,7 +65,7 @@ func TestParseCaptured(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !reflect.DeepEqual(got, c.want) {
+			if !reflect.DeepEqual(withoutStat(got), c.want) {
 				t.Fatalf("got  %+v\nwant %+v", got, c.want)
 			}
 		})
@@ -109,7 +109,63 @@ func TestScriptOnThisMachine(t *testing.T) {
 	for i := 5; i < len(keys); i++ {
 		want[keys[i]] = State{Kind: "absent"}
 	}
-	if !reflect.DeepEqual(got, want) {
+	if !reflect.DeepEqual(withoutStat(got), want) {
 		t.Fatalf("got  %+v\nwant %+v", got, want)
+	}
+}
+
+// withoutStat drops the raw stat lines the states keep for Recheck.
+func withoutStat(m map[string]any) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		st := v.(State)
+		st.stat = ""
+		out[k] = st
+	}
+	return out
+}
+
+// TestRecheck: the recheck holds on the state the fact read, and fails once
+// the content, the mode, a link's target or the path's existence changes.
+func TestRecheck(t *testing.T) {
+	dir := t.TempDir()
+	file, link, gone := filepath.Join(dir, "f"), filepath.Join(dir, "l"), filepath.Join(dir, "gone")
+	os.WriteFile(file, []byte("hello\n"), 0o644)
+	os.Symlink("f", link)
+	keys := []string{file, link, gone}
+	read := func() map[string]any {
+		out, err := exec.Command("/bin/sh", "-c", modules.Prelude+fact{}.Script(keys)).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		vals, err := fact{}.Parse(out, keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return vals
+	}
+	holds := func(path string, v any) bool {
+		return exec.Command("/bin/sh", "-c", modules.Prelude+fact{}.Recheck(path, v)).Run() == nil
+	}
+	vals := read()
+	for _, k := range keys {
+		if !holds(k, vals[k]) {
+			t.Fatalf("recheck of unchanged %s fails", k)
+		}
+	}
+	for _, change := range []struct {
+		path string
+		do   func()
+	}{
+		{file, func() { os.WriteFile(file, []byte("hullo\n"), 0o644) }},
+		{file, func() { os.Chmod(file, 0o600) }},
+		{link, func() { os.Remove(link); os.Symlink("other", link) }},
+		{gone, func() { os.WriteFile(gone, nil, 0o644) }},
+	} {
+		vals := read()
+		change.do()
+		if holds(change.path, vals[change.path]) {
+			t.Errorf("recheck of %s holds after it changed", change.path)
+		}
 	}
 }

@@ -97,19 +97,26 @@ func Converge(t testing.TB, task modules.Task) Result {
 	if !resp.Changed {
 		return res
 	}
-	res.Output, res.Changed = Apply(t, resp.Apply)
+	res.Output, res.Changed = Apply(t, resp)
 	return res
 }
 
-// Apply runs an apply snippet and reports whether it changed something, as
-// opposed to finding at run time that nothing was needed.
-func Apply(t testing.TB, snippet string) (output string, changed bool) {
+// Apply runs a check's apply snippet as the engine does: first its Unless
+// guards, any of which skips it, then the snippet under set -e. It reports
+// whether the apply changed something, as opposed to finding at run time
+// that nothing was needed (the guard's reason is the output then).
+func Apply(t testing.TB, resp modules.CheckResponse) (output string, changed bool) {
 	t.Helper()
-	out, code := sh(t, snippet, true)
-	if code != 0 {
-		t.Fatalf("apply exited %d:\n%s\nscript:\n%s", code, out, snippet)
+	for _, g := range resp.Unless {
+		if exec.Command("/bin/sh", "-c", modules.Prelude+"\n"+g.Test).Run() == nil {
+			return g.Reason, false
+		}
 	}
-	return out, !strings.Contains(out, marker+" U ")
+	out, code := sh(t, resp.Apply, true)
+	if code != 0 {
+		t.Fatalf("apply exited %d:\n%s\nscript:\n%s", code, out, resp.Apply)
+	}
+	return out, true
 }
 
 // ApplyTwice proves the module contract on the local machine: the first

@@ -51,6 +51,13 @@ type Options struct {
 	ExtraConfig string
 	// Parallel bounds how many servers start at once (default 32).
 	Parallel int
+	// LoginRC keeps the account's real HOME in sessions, so its shell
+	// start-up files (~/.bashrc) run on every exchange. By default sessions
+	// get an empty HOME in the fleet's directory: the fleet shares this
+	// machine's account, whose start-up files (a development machine's
+	// pyenv init, say) would slow every exchange and can wedge sessions on
+	// their own locks when a test cancels one mid-start-up.
+	LoginRC bool
 }
 
 // Fleet is a set of running sshd servers sharing one client key.
@@ -140,6 +147,13 @@ func StartFleet(ctx context.Context, dir string, n int, opts Options) (*Fleet, e
 	u, err := user.Current()
 	if err != nil {
 		return nil, fmt.Errorf("sshdtest: %w", err)
+	}
+	if !opts.LoginRC {
+		home := filepath.Join(dir, "home")
+		if err := os.MkdirAll(home, 0o755); err != nil {
+			return nil, err
+		}
+		opts.ExtraConfig = "SetEnv HOME=" + home + "\n" + opts.ExtraConfig
 	}
 	f := &Fleet{
 		Dir:        dir,

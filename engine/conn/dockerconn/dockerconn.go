@@ -188,7 +188,8 @@ func (c *Conn) exec(ctx context.Context, script string, stdin io.Reader) (conn.R
 	// an argument, which anyone listing processes could read (it may carry
 	// a secret file's content); a { } group makes sh parse all of it first.
 	run := `/bin/sh -c "$1"`
-	if stdin == nil {
+	hold := stdin == nil // the script travels on stdin, which stays open until it exits
+	if hold {
 		run, stdin = "/bin/sh", strings.NewReader(conn.GroupScript(script))
 		script = ""
 	} else if len(script) > maxArg {
@@ -217,7 +218,7 @@ exit $rc`
 		return conn.Result{}, err
 	}
 	var stdout, stderr bytes.Buffer
-	if err := c.startExec(ctx, created.Id, stdin, &stdout, &stderr); err != nil {
+	if err := c.startExec(ctx, created.Id, stdin, hold, &stdout, &stderr); err != nil {
 		if ctx.Err() != nil {
 			c.kill(pidFile)
 			return conn.Result{}, ctx.Err()
@@ -265,14 +266,15 @@ func (c *Conn) kill(pidFile string) {
 		"User": c.opts.User, "Privileged": c.opts.Privileged}
 	var created struct{ Id string }
 	if c.call(ctx, http.MethodPost, "/containers/"+url.PathEscape(c.container)+"/exec", create, &created) == nil {
-		c.startExec(ctx, created.Id, nil, io.Discard, io.Discard)
+		c.startExec(ctx, created.Id, nil, false, io.Discard, io.Discard)
 	}
 }
 
 // startExec starts an exec instance and streams its output. The engine
 // switches the HTTP connection to a raw stream; stdout and stderr arrive
 // multiplexed in frames with an 8-byte header (stream, 0, 0, 0, size).
-func (c *Conn) startExec(ctx context.Context, id string, stdin io.Reader, stdout, stderr io.Writer) error {
+// With hold, stdin stays open after its content, until the exec ends.
+func (c *Conn) startExec(ctx context.Context, id string, stdin io.Reader, hold bool, stdout, stderr io.Writer) error {
 	raw, err := c.dial(ctx)
 	if err != nil {
 		return err
@@ -308,7 +310,7 @@ func (c *Conn) startExec(ctx context.Context, id string, stdin io.Reader, stdout
 		go func() {
 			_, err := io.Copy(raw, stdin)
 			// Half-close: the engine then closes the script's stdin.
-			if cw, ok := raw.(interface{ CloseWrite() error }); ok {
+			if cw, ok := raw.(interface{ CloseWrite() error }); ok && !hold {
 				cw.CloseWrite()
 			}
 			copyErr <- err

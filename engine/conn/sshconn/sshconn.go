@@ -188,8 +188,9 @@ func (c *Conn) Close() error {
 // through untouched; a script too large for one argument is first uploaded
 // to a temporary file, which deletes itself when it starts.
 //
-// Cancelling ctx sends KILL to the remote shell and closes the session; the
-// shell's own children may linger until they finish.
+// Cancelling ctx closes the script's stdin, sends KILL to the remote shell
+// and closes the session; for a script sent on stdin, GroupScript's
+// watchdog then ends the script's whole process group on the host.
 func (c *Conn) Exec(ctx context.Context, script string, stdin io.Reader) (conn.Result, error) {
 	res, err := c.exec(ctx, script, stdin)
 	if err != nil {
@@ -202,8 +203,9 @@ func (c *Conn) exec(ctx context.Context, script string, stdin io.Reader) (conn.R
 	if err := ctx.Err(); err != nil {
 		return conn.Result{}, err
 	}
+	hold := stdin == nil // the script travels on stdin, which stays open until it exits
 	command, input := "/bin/sh", io.Reader(nil)
-	if stdin == nil {
+	if hold {
 		input = strings.NewReader(conn.GroupScript(script))
 	} else if cmd, ok := escapedCommand(script); ok {
 		command, input = cmd, stdin
@@ -227,15 +229,29 @@ func (c *Conn) exec(ctx context.Context, script string, stdin io.Reader) (conn.R
 	c.exchanges.Add(1)
 
 	var stdout, stderr strings.Builder
-	sess.Stdin, sess.Stdout, sess.Stderr = input, &stdout, &stderr
+	sess.Stdout, sess.Stderr = &stdout, &stderr
+	feed, err := sess.StdinPipe()
+	if err != nil {
+		return conn.Result{}, c.lost(err)
+	}
 	if err := sess.Start(command); err != nil {
 		return conn.Result{}, c.lost(err)
 	}
+	go func() {
+		io.Copy(feed, input)
+		if !hold {
+			feed.Close()
+		}
+	}()
 	waited := make(chan error, 1)
 	go func() { waited <- sess.Wait() }()
 	select {
 	case err = <-waited:
+		feed.Close()
 	case <-ctx.Done():
+		// Closing stdin tells the script's watchdog to end its process
+		// group; the signal and the closed session end the shell itself.
+		feed.Close()
 		sess.Signal(ssh.SIGKILL)
 		sess.Close()
 		// Not waiting for Wait: a caller's stdin that never ends would block it.

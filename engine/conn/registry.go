@@ -1,0 +1,91 @@
+package conn
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/orch-dev/orch/inventory"
+)
+
+// Dialer opens a connection to a host. Dialers register by connection name
+// (the inventory's `connection` var) in init(), as modules do; an embedder
+// adds its own with Register.
+//
+// A dialer returns a *UnreachableError when the host cannot be reached or
+// logged in to; any other error is the host's configuration's.
+type Dialer func(ctx context.Context, req DialRequest) (Conn, error)
+
+// DialRequest is what a dialer gets.
+type DialRequest struct {
+	Host *inventory.Host
+	SSH  SSHSettings
+	// Parent returns the connection of another inventory host, dialling it
+	// if needed: the jail connection reaches a jail through its jail host.
+	Parent func(ctx context.Context, host string) (Conn, error)
+	// Warn reports something the user should know; the same message is
+	// shown once per run.
+	Warn func(msg string)
+}
+
+// SSHSettings are the run-wide SSH settings; inventory vars and
+// ~/.ssh/config fill in the rest per host.
+type SSHSettings struct {
+	KnownHosts     []string      // known_hosts files; default ~/.ssh/known_hosts (plus the keys orch pinned)
+	HostKeyCheck   string        // strict, accept-new (default) or off
+	ConnectTimeout time.Duration // per host; default 10s
+	SSHConfig      string        // ssh config file; "" means ~/.ssh/config
+	NoSSHConfig    bool          // ignore ssh config files
+	IdentityFiles  []string      // keys for hosts whose inventory names none
+}
+
+var (
+	dialersMu sync.RWMutex
+	dialers   = map[string]Dialer{}
+)
+
+// Register adds a connection type. A duplicate or empty name panics at
+// start-up.
+func Register(name string, d Dialer) {
+	dialersMu.Lock()
+	defer dialersMu.Unlock()
+	if _, dup := dialers[name]; dup || name == "" || d == nil {
+		panic(fmt.Sprintf("conn: duplicate or empty connection %q", name))
+	}
+	dialers[name] = d
+}
+
+// Lookup returns the dialer of a connection type.
+func Lookup(name string) (Dialer, bool) {
+	dialersMu.RLock()
+	defer dialersMu.RUnlock()
+	d, ok := dialers[name]
+	return d, ok
+}
+
+// Names lists the registered connection types.
+func Names() []string {
+	dialersMu.RLock()
+	defer dialersMu.RUnlock()
+	out := make([]string, 0, len(dialers))
+	for n := range dialers {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Aliver is implemented by connections that can tell they were lost (the
+// host rebooted or the network went away), so that the engine dials again
+// the next time the plan asks for the host.
+type Aliver interface {
+	Alive() bool
+}
+
+func init() {
+	Register("local", func(_ context.Context, req DialRequest) (Conn, error) {
+		return &Local{Name: req.Host.Name}, nil
+	})
+}
