@@ -27,12 +27,12 @@ type hostRun struct {
 // item is one task of the host and where it stands.
 type item struct {
 	plan.Task
-	id      int
-	as      identity
-	resp    modules.CheckResponse
-	facts   map[modules.FactKey]any // what its check read, for the recheck
-	output  []byte                  // its probe output, for the recheck
-	code    int
+	id       int
+	as       identity
+	resp     modules.CheckResponse
+	facts    map[modules.FactKey]any // what its check read, for the recheck
+	output   []byte                  // its probe output, for the recheck
+	code     int
 	final    bool   // reported
 	changed  bool   // its change was applied
 	uploadTo string // where its upload goes under become
@@ -245,7 +245,7 @@ func touches(effects, reads []string) bool {
 func (hr *hostRun) applyRound(ctx context.Context, items []*item, last bool, carried []string) (next []*item, nextCarried []string, failure string) {
 	sc := newScript()
 	effects := append([]string(nil), carried...)
-	var entries []*item   // tasks up to where the script stops, in order
+	var entries []*item      // tasks up to where the script stops, in order
 	stop, stale := -1, false // position where the script stops before running a task; whether that task needs fresh facts
 	reprobeFrom := -1        // position of the first task that may need fresh facts
 	var upload *item

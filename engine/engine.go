@@ -14,8 +14,8 @@ import (
 
 	"github.com/orch-dev/orch/engine/conn"
 	"github.com/orch-dev/orch/inventory"
-	_ "github.com/orch-dev/orch/modules/hostfacts" // the host facts every run can read
 	"github.com/orch-dev/orch/modules"
+	_ "github.com/orch-dev/orch/modules/hostfacts" // the host facts every run can read
 	"github.com/orch-dev/orch/plan"
 )
 

@@ -35,8 +35,10 @@ type testReload struct {
 	Log  string `arg:"log,required"`
 }
 
-func (r *testReload) Effects() []string                 { return []string{modules.PathKey(r.Path)} }
-func (r *testReload) Probe(modules.ProbeRequest) string { return "cat " + modules.Quote(r.Path) + " 2>/dev/null" }
+func (r *testReload) Effects() []string { return []string{modules.PathKey(r.Path)} }
+func (r *testReload) Probe(modules.ProbeRequest) string {
+	return "cat " + modules.Quote(r.Path) + " 2>/dev/null"
+}
 func (r *testReload) Check(req modules.CheckRequest, resp *modules.CheckResponse) {
 	if string(req.Output) == r.Body {
 		resp.Reason = "up to date"

@@ -240,7 +240,6 @@ func (j *journal) finish(runErr error) error {
 	return nil
 }
 
-
 // writeFileAtomic writes a file through a synced temporary file and a
 // rename, so readers see the old content or the new, never a part.
 func writeFileAtomic(path string, data []byte) error {

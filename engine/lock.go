@@ -79,4 +79,3 @@ func (j *journal) releaseLock() {
 		j.lock = nil
 	}
 }
-

@@ -52,8 +52,8 @@ type FactReader interface {
 // FactKey{Fact: name}. The engine gathers every host fact a run needs in
 // one exchange and keeps them for the connection's life.
 type HostFact struct {
-	Doc     string                      // what the value is, for `orch modules`
-	Command string                      // POSIX sh that prints the fact
+	Doc     string                        // what the value is, for `orch modules`
+	Command string                        // POSIX sh that prints the fact
 	Parser  func(out []byte) (any, error) // reads what Command printed
 }
 

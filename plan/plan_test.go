@@ -20,10 +20,10 @@ import (
 
 // fakeRunner evaluates roles for in-memory hosts and records what plans ask.
 type fakeRunner struct {
-	hosts []*inventory.Host
-	mu    sync.Mutex
-	tasks map[string][]Task
-	out   []string
+	hosts  []*inventory.Host
+	mu     sync.Mutex
+	tasks  map[string][]Task
+	out    []string
 	steps  []string
 	done   map[string]json.RawMessage
 	guards []GuardReport

@@ -50,18 +50,18 @@ Effects: path:PATH (path:PATH/ for absent and link, which replace a tree).`,
 
 // File is the argument struct of file().
 type File struct {
-	Path     string         `arg:"path,required" doc:"absolute path on the host"`
-	Content  *string        `arg:"content" doc:"the file's content"`
-	Src      string         `arg:"src" doc:"a file in the plan's folder whose bytes become the content"`
-	Template string         `arg:"template" doc:"a Go text/template in the plan's folder"`
-	Vars     map[string]any `arg:"vars" doc:"extra template variables"`
-	Mode     string         `arg:"mode" doc:"octal permissions, e.g. \"0644\""`
-	Owner    string         `arg:"owner" doc:"user name that owns the path"`
-	Group    string         `arg:"group" doc:"group name that owns the path"`
-	State    string         `arg:"state" default:"file" doc:"file | directory | absent | link"`
-	Target   string         `arg:"target" doc:"what a link points to (state=\"link\")"`
-	Secret   bool           `arg:"secret" default:"False" doc:"mask the content in all output"`
-	Validator string        `arg:"validate" doc:"command that checks the new content before it goes live; %s is the temporary file"`
+	Path      string         `arg:"path,required" doc:"absolute path on the host"`
+	Content   *string        `arg:"content" doc:"the file's content"`
+	Src       string         `arg:"src" doc:"a file in the plan's folder whose bytes become the content"`
+	Template  string         `arg:"template" doc:"a Go text/template in the plan's folder"`
+	Vars      map[string]any `arg:"vars" doc:"extra template variables"`
+	Mode      string         `arg:"mode" doc:"octal permissions, e.g. \"0644\""`
+	Owner     string         `arg:"owner" doc:"user name that owns the path"`
+	Group     string         `arg:"group" doc:"group name that owns the path"`
+	State     string         `arg:"state" default:"file" doc:"file | directory | absent | link"`
+	Target    string         `arg:"target" doc:"what a link points to (state=\"link\")"`
+	Secret    bool           `arg:"secret" default:"False" doc:"mask the content in all output"`
+	Validator string         `arg:"validate" doc:"command that checks the new content before it goes live; %s is the temporary file"`
 
 	data []byte // the wanted content, resolved by Validate
 	mode uint32 // parsed Mode, valid when Mode != ""
