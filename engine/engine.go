@@ -14,6 +14,7 @@ import (
 
 	"github.com/orch-dev/orch/engine/conn"
 	"github.com/orch-dev/orch/inventory"
+	"github.com/orch-dev/orch/modules"
 	"github.com/orch-dev/orch/plan"
 )
 
@@ -195,6 +196,11 @@ func (r *run) Hosts(pattern string) ([]*inventory.Host, error) { return r.inv.Ma
 
 // Print implements plan.Runner.
 func (r *run) Print(host, msg string) { r.emit(Event{Event: "print", Host: host, Msg: msg}) }
+
+// CheckTry implements plan.Runner.
+func (r *run) CheckTry(t modules.CheckTry) {
+	r.emit(Event{Event: "check", Module: t.Check, Target: t.Target, Try: t.Try, Status: t.Status, Msg: t.Msg})
+}
 
 // AddHost implements plan.Runner: a host created at run time joins the
 // inventory, and its pinned host key is recorded for strict verification.

@@ -6,7 +6,7 @@ import "encoding/json"
 // journaled. Kind-specific fields are empty when they do not apply.
 //
 // Kinds: run_start, apply_start, host_start, task, host_done, print, step,
-// warning and, last, summary.
+// check, warning and, last, summary.
 type Event struct {
 	Event  string `json:"event"`
 	RunID  string `json:"run_id,omitempty"`
@@ -25,6 +25,11 @@ type Event struct {
 	Msg    string `json:"msg,omitempty"`    // reason, error or printed text
 	Diff   string `json:"diff,omitempty"`   // with --diff
 	Output string `json:"output,omitempty"` // task output, shown when a task fails
+
+	// check: one try of a controller-side check; Module names the check,
+	// Status is ok, failed or skipped.
+	Target string `json:"target,omitempty"`
+	Try    int    `json:"try,omitempty"`
 
 	// host_done
 	Tasks        int   `json:"tasks,omitempty"`

@@ -1,5 +1,9 @@
 package inventory
 
+// NotCreated is the address of a placeholder host: a machine that a cloud
+// call would create, returned under --check, where nothing is created.
+const NotCreated = "(known after create)"
+
 // Host is one target machine and everything the engine needs to reach it.
 type Host struct {
 	Name       string // inventory name, unique

@@ -154,6 +154,18 @@ type Env struct {
 	Check bool                             // --check: controller-side calls must change nothing
 	Logf  func(format string, args ...any) // progress worth showing the user
 	Hosts HostRecorder                     // records machines created at run time
+	// CheckTry reports each try of a controller-side check as it happens
+	// (nil drops them); the engine streams them as "check" events.
+	CheckTry func(CheckTry)
+}
+
+// CheckTry is one try of a controller-side check against one target.
+type CheckTry struct {
+	Check  string // the module: "check.dns"
+	Target string // what was tried: a server address, a URL
+	Try    int    // 1 for the first try
+	Status string // ok | failed | skipped (under --check, for a host not created yet)
+	Msg    string // what came back, and on failure what was expected
 }
 
 // HostRecorder lets controller-side modules tell the engine about machines

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/orch-dev/orch/inventory"
+	"github.com/orch-dev/orch/modules"
 	_ "github.com/orch-dev/orch/modules/standard"
 	"github.com/orch-dev/orch/plans"
 )
@@ -78,8 +79,9 @@ func (r *fakeRunner) AddHost(h *inventory.Host, line string) error {
 	return nil
 }
 
-func (r *fakeRunner) RemoveHost(name string) {}
-func (r *fakeRunner) Touch()                 {}
+func (r *fakeRunner) RemoveHost(name string)      {}
+func (r *fakeRunner) CheckTry(t modules.CheckTry) {}
+func (r *fakeRunner) Touch()                      {}
 
 func (r *fakeRunner) StepDone(name string) (json.RawMessage, bool) {
 	raw, ok := r.done[name]

@@ -27,6 +27,8 @@ type Runner interface {
 	Fact(ctx context.Context, h *inventory.Host, name string) (any, error)
 	// Print carries the plan's print() output; host is "" in main.
 	Print(host, msg string)
+	// CheckTry reports one try of a controller-side check.
+	CheckTry(t modules.CheckTry)
 	// AddHost makes a host created at run time reachable, and pins its key.
 	AddHost(h *inventory.Host, knownHostsLine string) error
 	// RemoveHost forgets a host deleted at run time.
@@ -127,7 +129,8 @@ type undo struct {
 
 func (rs *runState) env(h *inventory.Host) *modules.Env {
 	return &modules.Env{Host: h, Files: rs.plan.Files, Check: rs.opts.Check, Hosts: rs.runner,
-		Logf: func(format string, args ...any) { rs.runner.Print("", fmt.Sprintf(format, args...)) }}
+		Logf:     func(format string, args ...any) { rs.runner.Print("", fmt.Sprintf(format, args...)) },
+		CheckTry: rs.runner.CheckTry}
 }
 
 // Run executes the plan's top level and then main(ctx).

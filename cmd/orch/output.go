@@ -148,6 +148,14 @@ func (r *renderer) format(e engine.Event) string {
 			line += ": " + e.Msg
 		}
 		return line
+	case "check":
+		switch {
+		case e.Status == "ok" && !r.verbose:
+			return ""
+		case e.Try == 0:
+			return fmt.Sprintf("  %s %s: %s", e.Module, e.Target, e.Msg)
+		}
+		return fmt.Sprintf("  %s %s try %d: %s: %s", e.Module, e.Target, e.Try, e.Status, e.Msg)
 	case "print":
 		if e.Host != "" {
 			return fmt.Sprintf("  %s: %s", e.Host, e.Msg)
