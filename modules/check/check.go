@@ -37,6 +37,7 @@ skipped); a failing one raises an error, which fails the step it runs in.`
 type target struct {
 	name        string // as reported: the address or URL, or the host's name
 	placeholder bool
+	host        string // the placeholder host's name, when known
 }
 
 // targetOf makes a target of an address or URL, which holds the
@@ -81,7 +82,11 @@ func (p *prober) run(ctx context.Context, env *modules.Env, targets []target) (r
 		if !env.Check {
 			return result{}, fmt.Errorf("%s is not created yet (its address is %q)", t.name, inventory.NotCreated)
 		}
-		p.report(env, modules.CheckTry{Target: t.name, Status: "skipped", Msg: "would check " + p.what + ": " + t.name + " is not created yet"})
+		who := "its host"
+		if t.host != "" {
+			who = t.host
+		}
+		p.report(env, modules.CheckTry{Target: t.name, Status: "skipped", Msg: "would check " + p.what + ": " + who + " is not created yet"})
 	}
 	if len(real) == 0 {
 		return result{values: map[string]any{}}, nil

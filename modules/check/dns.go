@@ -114,7 +114,7 @@ func (c *dnsCall) servers() ([]target, error) {
 		switch x := it.(type) {
 		case *inventory.Host:
 			if x.Address == inventory.NotCreated {
-				t = target{name: x.Name, placeholder: true}
+				t = target{name: x.Name, placeholder: true, host: x.Name}
 				break
 			}
 			addr := x.Address

@@ -25,7 +25,8 @@ command=None). Any difference recreates it: stop, remove, create, connect
 the further networks, start; the reason names the fields that differ and
 --diff shows their old and new values. A container that matches is only
 started or stopped, as state says; state="stopped" creates a missing
-container without starting it.
+container without starting it. Stopping is docker stop's: SIGTERM, then
+SIGKILL after 10 seconds.
 
 Facts are read in the host's probe exchange, for all of its docker.container
 tasks at once (one docker container inspect and one docker image inspect),
@@ -92,7 +93,7 @@ func (c *Container) Probe(modules.ProbeRequest) string { return "" }
 
 var (
 	validName  = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
-	validImage = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.:/@+-]*$`)
+	validImage = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.:/@-]*$`)
 )
 
 func (c *Container) Validate(*modules.Env) error {

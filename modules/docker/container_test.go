@@ -1,9 +1,7 @@
 package docker
 
 import (
-	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -159,19 +157,9 @@ func TestStoppedAndAbsentStates(t *testing.T) {
 // has sh and curl but no docker CLI.
 func TestEngineAPIFallback(t *testing.T) {
 	v1, v2 := testImages(t)
-	bin := t.TempDir()
-	for _, tool := range []string{"sh", "curl"} {
-		p, err := exec.LookPath(tool)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Symlink(p, filepath.Join(bin, tool)); err != nil {
-			t.Fatal(err)
-		}
-	}
 	net := network(t, "api")
 	name := prefix + "-api"
-	t.Setenv("PATH", bin)
+	t.Setenv("PATH", curlOnlyPath(t))
 	c := task(t, &Container{Name: name, Image: v1, Env: map[string]string{"A": "1"}, Labels: map[string]string{"via": "api"},
 		Ports: []string{"127.0.0.1::80"}, Networks: []string{net}, Command: []any{"sh", "-c", sleeper}})
 	if fact := gatherFact(t, c); fact.Client != "curl" {

@@ -49,6 +49,7 @@ func TestCaptureFacts(t *testing.T) {
 
 // curlOnlyPath is a PATH with sh and curl but no docker CLI.
 func curlOnlyPath(t *testing.T) string {
+	t.Helper()
 	bin := t.TempDir()
 	for _, tool := range []string{"sh", "curl"} {
 		p, err := exec.LookPath(tool)
@@ -263,6 +264,26 @@ func TestFindImageResolvesReferencesAsTheEngineDoes(t *testing.T) {
 	} {
 		if got := findImage([]*image{img}, ref) != nil; got != found {
 			t.Errorf("findImage(%q) found=%v, want %v", ref, got, found)
+		}
+	}
+}
+
+func TestValidateRejectsBadArguments(t *testing.T) {
+	for _, tc := range []struct {
+		c    Container
+		want string
+	}{
+		{Container{Name: "-x", Image: "a", State: "running"}, `name "-x" is not a container name`},
+		{Container{Name: "x", Image: "a b", State: "running"}, `image "a b" is not an image reference`},
+		{Container{Name: "x", Image: "a", State: "paused"}, `state "paused" is not one of running, stopped, absent`},
+		{Container{Name: "x", Image: "a", State: "running", Ports: []string{"80:http"}}, `ports: "80:http" is not`},
+		{Container{Name: "x", Image: "a", State: "running", Env: map[string]string{"A=B": "1"}}, `env: "A=B" is not a variable name`},
+		{Container{Name: "x", Image: "a", State: "running", Networks: []string{"n", "n"}}, `networks: "n" is not a network name, or is given twice`},
+		{Container{Name: "x", Image: "a", State: "running", Command: []any{"sleep", int64(1)}}, "command: want a list of strings, got a int64 in it"},
+		{Container{Name: "x", Image: "a", State: "running", Command: "echo 'oops"}, "command: unterminated '"},
+	} {
+		if err := tc.c.Validate(&modules.Env{}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Validate(%+v) = %v, want %q", tc.c, err, tc.want)
 		}
 	}
 }
