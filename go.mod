@@ -7,6 +7,7 @@ require (
 	github.com/digitalocean/godo v1.236.0
 	github.com/kevinburke/ssh_config v1.6.0
 	github.com/linode/linodego v1.69.1
+	github.com/miekg/dns v1.1.73
 	github.com/pkg/sftp v1.13.12
 	github.com/pmezard/go-difflib v1.0.0
 	github.com/rogpeppe/go-internal v1.16.0

@@ -62,8 +62,6 @@ func (r *fakeRunner) Apply(ctx context.Context, req ApplyRequest) (ApplyResult, 
 	return res, nil
 }
 
-func (r *fakeRunner) CheckTry(modules.CheckTry) {}
-
 func (r *fakeRunner) Guard(g GuardReport) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -92,8 +90,9 @@ func (r *fakeRunner) AddHost(h *inventory.Host, line string) error {
 	return nil
 }
 
-func (r *fakeRunner) RemoveHost(name string) {}
-func (r *fakeRunner) Touch()                 {}
+func (r *fakeRunner) RemoveHost(name string)      {}
+func (r *fakeRunner) CheckTry(t modules.CheckTry) {}
+func (r *fakeRunner) Touch()                      {}
 
 func (r *fakeRunner) StepDone(name string) (json.RawMessage, bool) {
 	raw, ok := r.done[name]

@@ -161,6 +161,14 @@ func (r *renderer) format(e engine.Event) string {
 		return fmt.Sprintf("guard %s: probe failed (%d of %d so far): %s", e.Guard, e.FailedProbes, e.Probes, e.Msg)
 	case "guard_done":
 		return fmt.Sprintf("guard %s: %d probes, %d failed", e.Guard, e.Probes, e.FailedProbes)
+	case "check":
+		switch {
+		case e.Status == engine.OK && !r.verbose:
+			return ""
+		case e.Try == 0:
+			return fmt.Sprintf("  %s %s: %s", e.Module, e.Target, e.Msg)
+		}
+		return fmt.Sprintf("  %s %s try %d: %s: %s", e.Module, e.Target, e.Try, e.Status, e.Msg)
 	case "print":
 		if e.Host != "" {
 			return fmt.Sprintf("  %s: %s", e.Host, e.Msg)

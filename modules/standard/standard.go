@@ -4,8 +4,10 @@
 package standard
 
 import (
+	_ "github.com/orch-dev/orch/modules/check"
 	_ "github.com/orch-dev/orch/modules/command"
 	_ "github.com/orch-dev/orch/modules/digitalocean"
+	_ "github.com/orch-dev/orch/modules/docker"
 	_ "github.com/orch-dev/orch/modules/file"
 	_ "github.com/orch-dev/orch/modules/linode"
 )
