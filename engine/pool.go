@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -35,6 +33,9 @@ type SSHOptions struct {
 // trusted alongside the known_hosts files.
 func DefaultDialer(o SSHOptions, pinnedKeys string, warn func(string)) func(context.Context, *inventory.Host) (conn.Conn, error) {
 	return func(ctx context.Context, h *inventory.Host) (conn.Conn, error) {
+		if h.Unusable != "" {
+			return nil, fmt.Errorf("%s: orch cannot connect to this host: %s", h.Name, h.Unusable)
+		}
 		switch h.Connection {
 		case "local":
 			return &conn.Local{Name: h.Name}, nil
@@ -44,26 +45,33 @@ func DefaultDialer(o SSHOptions, pinnedKeys string, warn func(string)) func(cont
 		default:
 			return nil, fmt.Errorf("%s: unknown connection %q", h.Name, h.Connection)
 		}
-		known := o.KnownHosts
-		if len(known) == 0 {
-			home, _ := os.UserHomeDir()
-			known = []string{filepath.Join(home, ".ssh", "known_hosts")}
-		}
-		if pinnedKeys != "" {
-			known = append(known[:len(known):len(known)], pinnedKeys)
-		}
 		cfg := sshconn.Config{
 			HostName:        h.Name,
 			Address:         h.Address,
 			Port:            h.Port,
 			User:            h.User,
 			Agent:           true,
-			KnownHostsFiles: known,
+			KnownHostsFiles: o.KnownHosts,
 			HostKeyCheck:    o.HostKeyCheck,
 			UseSSHConfig:    !o.NoSSHConfig,
 			SSHConfigPath:   o.SSHConfig,
 			ConnectTimeout:  o.ConnectTimeout,
 			Warn:            warn,
+			// The host's own ssh args (ansible_ssh_common_args) beat the run's.
+			ProxyCommand: h.SSH.ProxyCommand,
+			ProxyJump:    h.SSH.ProxyJump,
+		}
+		if pinnedKeys != "" {
+			cfg.ExtraKnownHostsFiles = []string{pinnedKeys}
+		}
+		if len(h.SSH.UserKnownHostsFiles) > 0 {
+			cfg.KnownHostsFiles = h.SSH.UserKnownHostsFiles
+		}
+		if h.SSH.StrictHostKeyChecking != "" {
+			cfg.HostKeyCheck = h.SSH.StrictHostKeyChecking
+		}
+		if h.ConnectTimeout > 0 {
+			cfg.ConnectTimeout = h.ConnectTimeout
 		}
 		if h.Key != "" {
 			cfg.KeyFiles = []string{h.Key}
