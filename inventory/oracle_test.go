@@ -234,7 +234,7 @@ func jsonSafe(v any) any {
 	case []string:
 		return v
 	case float64:
-		switch s := pyFloatRepr(v); s {
+		switch s := PythonFloat(v); s {
 		case "inf":
 			return map[string]any{"$float": "Infinity"}
 		case "-inf":

@@ -113,7 +113,7 @@ func keyText(k any) string {
 	case nil:
 		return "null"
 	case float64:
-		return pyFloatRepr(k)
+		return PythonFloat(k)
 	}
 	return fmt.Sprint(k)
 }
@@ -137,8 +137,9 @@ func pyKeyIdentity(k any) any {
 	return k
 }
 
-// pyFloatRepr is Python's repr of a float: 1000.0, 1.5, 1e+16, inf.
-func pyFloatRepr(f float64) string {
+// PythonFloat is Python's repr of a float (1000.0, 1.5, 1e+16, inf), the
+// form Ansible's JSON output has.
+func PythonFloat(f float64) string {
 	switch {
 	case math.IsInf(f, 1):
 		return "inf"

@@ -255,14 +255,7 @@ func pythonFloat(f float64) string {
 	case math.IsNaN(f):
 		return "NaN"
 	}
-	if f == math.Trunc(f) && math.Abs(f) < 1e16 {
-		return strconv.FormatFloat(f, 'f', 1, 64)
-	}
-	s := strconv.FormatFloat(f, 'g', -1, 64)
-	if i := strings.IndexByte(s, 'e'); i >= 0 && s[i+1] != '-' && s[i+1] != '+' {
-		s = s[:i+1] + "+" + s[i+1:]
-	}
-	return s
+	return inventory.PythonFloat(f)
 }
 
 // writePythonString quotes s as Python's json module does with

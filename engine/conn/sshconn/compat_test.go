@@ -153,22 +153,7 @@ func TestCertificateLogin(t *testing.T) {
 		if err := keyring.Add(agent.AddedKey{PrivateKey: priv, Certificate: cert}); err != nil {
 			t.Fatal(err)
 		}
-		sock := filepath.Join(t.TempDir(), "agent.sock")
-		l, err := net.Listen("unix", sock)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { l.Close() })
-		go func() {
-			for {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				go func() { agent.ServeAgent(keyring, c); c.Close() }()
-			}
-		}()
-		t.Setenv("SSH_AUTH_SOCK", sock)
+		t.Setenv("SSH_AUTH_SOCK", serveAgent(t, keyring))
 		cfg := base
 		cfg.Agent = true
 		dial(t, cfg) // a login is a Dial that returns
@@ -188,6 +173,21 @@ func TestIdentitiesOnly(t *testing.T) {
 	}
 	keyring := agent.NewKeyring()
 	keyring.Add(agent.AddedKey{PrivateKey: signer})
+	t.Setenv("SSH_AUTH_SOCK", serveAgent(t, keyring))
+	cfgFile := filepath.Join(t.TempDir(), "config")
+	os.WriteFile(cfgFile, []byte(fmt.Sprintf("Host only\n  HostName %s\n  Port %d\n  IdentitiesOnly yes\n  IdentityFile /nonexistent/key\nHost any\n  HostName %s\n  Port %d\n", h.IP, h.Port, h.IP, h.Port)), 0o600)
+	cfg := func(name string) sshconn.Config {
+		return sshconn.Config{HostName: name, User: f.User, Agent: true, UseSSHConfig: true, SSHConfigPath: cfgFile,
+			KnownHostsFiles: []string{f.KnownHosts}, HostKeyCheck: sshconn.Strict}
+	}
+	dial(t, cfg("any"))
+	if _, err := sshconn.Dial(t.Context(), cfg("only")); err == nil {
+		t.Error("IdentitiesOnly: the agent's unlisted key was offered")
+	}
+}
+
+// serveAgent serves keyring as an ssh-agent on a socket, for the test.
+func serveAgent(t *testing.T, keyring agent.Agent) string {
 	sock := filepath.Join(t.TempDir(), "agent.sock")
 	l, err := net.Listen("unix", sock)
 	if err != nil {
@@ -203,15 +203,5 @@ func TestIdentitiesOnly(t *testing.T) {
 			go func() { agent.ServeAgent(keyring, c); c.Close() }()
 		}
 	}()
-	t.Setenv("SSH_AUTH_SOCK", sock)
-	cfgFile := filepath.Join(t.TempDir(), "config")
-	os.WriteFile(cfgFile, []byte(fmt.Sprintf("Host only\n  HostName %s\n  Port %d\n  IdentitiesOnly yes\n  IdentityFile /nonexistent/key\nHost any\n  HostName %s\n  Port %d\n", h.IP, h.Port, h.IP, h.Port)), 0o600)
-	cfg := func(name string) sshconn.Config {
-		return sshconn.Config{HostName: name, User: f.User, Agent: true, UseSSHConfig: true, SSHConfigPath: cfgFile,
-			KnownHostsFiles: []string{f.KnownHosts}, HostKeyCheck: sshconn.Strict}
-	}
-	dial(t, cfg("any"))
-	if _, err := sshconn.Dial(t.Context(), cfg("only")); err == nil {
-		t.Error("IdentitiesOnly: the agent's unlisted key was offered")
-	}
+	return sock
 }
