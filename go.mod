@@ -5,7 +5,6 @@ go 1.26.0
 require (
 	github.com/charmbracelet/log v1.0.0
 	github.com/digitalocean/godo v1.236.0
-	github.com/kevinburke/ssh_config v1.6.0
 	github.com/linode/linodego v1.69.1
 	github.com/miekg/dns v1.1.73
 	github.com/pkg/sftp v1.13.12

@@ -3,8 +3,6 @@ package engine
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/orch-dev/orch/engine/conn"
@@ -25,6 +23,9 @@ type SSHOptions = conn.SSHSettings
 // parent reaches another host's connection, for connections layered on one.
 func DefaultDialer(o SSHOptions, pinnedKeys string, warn func(string), parent func(context.Context, string) (conn.Conn, error)) func(context.Context, *inventory.Host) (conn.Conn, error) {
 	return func(ctx context.Context, h *inventory.Host) (conn.Conn, error) {
+		if h.Unusable != "" {
+			return nil, fmt.Errorf("%s: orch cannot connect to this host: %s", h.Name, h.Unusable)
+		}
 		name := h.Connection
 		if name == "" {
 			name = "ssh"
@@ -35,16 +36,8 @@ func DefaultDialer(o SSHOptions, pinnedKeys string, warn func(string), parent fu
 		}
 		settings := o
 		if pinnedKeys != "" {
-			if len(settings.KnownHosts) == 0 {
-				settings.KnownHosts = []string{defaultKnownHosts()}
-			}
-			settings.KnownHosts = append(settings.KnownHosts[:len(settings.KnownHosts):len(settings.KnownHosts)], pinnedKeys)
+			settings.ExtraKnownHosts = append(settings.ExtraKnownHosts[:len(settings.ExtraKnownHosts):len(settings.ExtraKnownHosts)], pinnedKeys)
 		}
 		return dial(ctx, conn.DialRequest{Host: h, SSH: settings, Warn: warn, Parent: parent})
 	}
-}
-
-func defaultKnownHosts() string {
-	home, _ := os.UserHomeDir()
-	return filepath.Join(home, ".ssh", "known_hosts")
 }

@@ -39,30 +39,29 @@
 //	  dns: {hosts: [ns1, ns2], vars: {serial: 7}}
 //	  edge: {children: [dns, lb]}
 //
-// Ansible INI and YAML inventories load as Ansible loads them: [group],
-// [group:vars] and [group:children] sections, ungrouped hosts at the top,
-// host ranges (web[01:20], db-[a:f]), host:port, quoted values, # and ;
-// comments, INI values typed like Python literals (22 is a number, True a
-// boolean, "a b" a string), nested children in YAML, and the group_vars/ and
-// host_vars/ folders beside the file. Dynamic inventory scripts, plugin
+// Ansible INI and YAML inventories load as Ansible 2.14 loads them, which
+// the oracle tests check against ansible-inventory and ansible themselves:
+// [group], [group:vars] and [group:children] sections, ungrouped hosts at
+// the top, host ranges (web[01:20], db-[a:f]), host:port, quoted values, #
+// and ; comments, INI values typed like Python literals, YAML typed by
+// YAML 1.1 as PyYAML does (yes is true, 0755 is 493, dates are ISO text),
+// nested children, inventory folders, "a,b," host lists, and group_vars/
+// and host_vars/ beside each source and beside the playbook
+// (Options.PlaybookDir), of which only the first of NAME, NAME.yml,
+// NAME.yaml and NAME.json is read. Dynamic inventory scripts, plugin
 // configurations and vault-encrypted values are not supported.
 //
 // # Variables
 //
-// A host's Vars merge, lowest precedence first: the "all" group, then the
-// other groups it is in, shallower before deeper (then by
-// ansible_group_priority, then by name), then the host's own vars. The
-// connection fields come from the merged vars:
-//
-//	Address     ssh_host, ansible_host, ansible_ssh_host (default: the host name)
-//	Port        ssh_port, ansible_port, ansible_ssh_port
-//	User        ssh_user, ansible_user, ansible_ssh_user
-//	Key         ssh_key, ansible_ssh_private_key_file, ansible_private_key_file
-//	Connection  connection, ansible_connection (default "ssh")
-//
-// Where one level sets two names for a field, the first listed wins. Fields
-// given directly (Starlark arguments, orch YAML keys, Add) beat all vars.
-// Connections are ssh, local and docker; Ansible's smart and paramiko mean
-// ssh. An unknown connection or a port that is not 1-65535 is an error that
-// names the file and line that set it.
+// A host's Vars merge in Ansible's precedence order (see levels in
+// inventory.go): inventory-file vars of all, then of the host's groups
+// (shallower before deeper, then by ansible_group_priority, then by name);
+// group_vars/all; group_vars/GROUP; the host's inventory-file vars;
+// host_vars/HOST. The connection fields come from the merged vars (see
+// connVars in vars.go for the names and their order); fields given
+// directly (Starlark arguments, orch YAML keys, Add) beat all vars.
+// Connections are ssh, local, docker and jail; Ansible's smart and
+// paramiko mean ssh. A connection orch lacks, or a Jinja template in a
+// connection var, does not fail the load: it sets Host.Unusable. A port
+// that is not 1-65535 is an error naming the file and line that set it.
 package inventory

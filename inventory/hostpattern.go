@@ -130,3 +130,18 @@ func expandRange(s string) ([]string, error) {
 	}
 	return out, nil
 }
+
+// splitHostPort splits "host:port" or "[v6]:port" as a host list entry;
+// an entry that is no such thing is a host name as it stands (host_list.py).
+func splitHostPort(entry string) (string, any, error) {
+	for _, re := range []*regexp.Regexp{bracketedHostPortRE, hostPortRE} {
+		if m := re.FindStringSubmatch(entry); m != nil && validHost(m[1]) && !strings.Contains(m[1], "[") {
+			n, err := strconv.Atoi(m[2])
+			if err != nil || n < 1 || n > 65535 {
+				return "", nil, fmt.Errorf("%q: port %s is not 1-65535", entry, m[2])
+			}
+			return m[1], n, nil
+		}
+	}
+	return entry, nil, nil
+}

@@ -84,7 +84,7 @@ func parseINI(filename string, src []byte) (*Inventory, error) {
 
 		switch state {
 		case "hosts":
-			tokens, err := shlexSplit(line)
+			tokens, err := shellWords(line, true)
 			if err != nil {
 				return nil, fail("cannot parse host definition %q: %v", line, err)
 			}
@@ -114,7 +114,7 @@ func parseINI(filename string, src []byte) (*Inventory, error) {
 					d.vars.set("ansible_port", port, at)
 				}
 				for _, k := range keys {
-					d.vars.set(k, vars[k], at)
+					d.vars.assign(k, vars[k], at)
 				}
 			}
 		case "vars":
@@ -122,7 +122,7 @@ func parseINI(filename string, src []byte) (*Inventory, error) {
 			if !ok {
 				return nil, fail("expected key=value, got %q", line)
 			}
-			inv.groups[group].vars.set(strings.TrimSpace(k), iniValue(strings.TrimSpace(v)), at)
+			inv.groups[group].vars.assign(strings.TrimSpace(k), iniValue(strings.TrimSpace(v)), at)
 		case "children":
 			m := iniGroupNameRE.FindStringSubmatch(line)
 			if m == nil {
@@ -153,10 +153,10 @@ func parseINI(filename string, src []byte) (*Inventory, error) {
 	return inv, nil
 }
 
-// shlexSplit splits a host line as Python's shlex.split(line, comments=True)
-// does: blanks separate words, quotes group, a backslash escapes, and # starts
-// a comment even in the middle of a word.
-func shlexSplit(s string) ([]string, error) {
+// shellWords splits s as Python's shlex.split(s, comments) does: blanks
+// separate words, quotes group, a backslash escapes, and with comments a #
+// starts a comment even in the middle of a word.
+func shellWords(s string, comments bool) ([]string, error) {
 	var out []string
 	var word strings.Builder
 	inWord := false
@@ -172,7 +172,7 @@ func shlexSplit(s string) ([]string, error) {
 		switch {
 		case c == ' ' || c == '\t' || c == '\r' || c == '\n':
 			emit()
-		case c == '#':
+		case c == '#' && comments:
 			emit()
 			return out, nil
 		case c == '\\':

@@ -28,7 +28,23 @@ type Inventory struct {
 	hosts    map[string]*hostDecl
 	groupSeq []string // group names in declaration order
 	groups   map[string]*groupDecl
-	warnings []string
+	warnings []string // from parsing, in order
+
+	// varsDirs are the folders whose group_vars/ and host_vars/ apply, one
+	// per Ansible inventory source, in load order; playbookDir is the plan's
+	// folder, whose group_vars/ and host_vars/ beat them (Options).
+	varsDirs    []string
+	playbookDir string
+	adjacent    map[string]adjacentVars // cache: dir, kind and name -> vars
+
+	// notes are per-host warnings found while resolving: message -> hosts.
+	notes     map[string][]string
+	noteOrder []string
+}
+
+type adjacentVars struct {
+	vars varSet
+	err  error
 }
 
 // hostDecl is a host as its source declared it. Declarations are never
@@ -63,9 +79,24 @@ func (v *varSet) set(key string, val any, at string) {
 	v.vals[key], v.at[key] = val, at
 }
 
+// assign sets a var as Ansible's set_variable does for inventory vars: a
+// mapping assigned over a mapping is merged into it, one level deep.
+func (v *varSet) assign(key string, val any, at string) {
+	if old, ok := v.vals[key].(map[string]any); ok {
+		if m, ok := val.(map[string]any); ok {
+			merged := maps.Clone(old)
+			maps.Copy(merged, m)
+			val = merged
+		}
+	}
+	v.set(key, val, at)
+}
+
+// merge assigns o's vars over v's, as when a host or group is declared
+// again (in the same file or another source).
 func (v *varSet) merge(o varSet) {
 	for k, val := range o.vals {
-		v.set(k, val, o.at[k])
+		v.assign(k, val, o.at[k])
 	}
 }
 
@@ -118,6 +149,22 @@ func (g *groupDecl) addChild(name string) {
 func (inv *Inventory) warnf(format string, args ...any) {
 	inv.warnings = append(inv.warnings, fmt.Sprintf(format, args...))
 }
+
+// note records a warning about one host; hosts sharing a message are
+// reported together, once.
+func (inv *Inventory) note(host, msg string) {
+	if inv.notes == nil {
+		inv.notes = map[string][]string{}
+	}
+	if _, ok := inv.notes[msg]; !ok {
+		inv.noteOrder = append(inv.noteOrder, msg)
+	}
+	if !slices.Contains(inv.notes[msg], host) {
+		inv.notes[msg] = append(inv.notes[msg], host)
+	}
+}
+
+func (inv *Inventory) resetNotes() { inv.notes, inv.noteOrder = nil, nil }
 
 // Hosts returns every host in declaration order.
 func (inv *Inventory) Hosts() []*Host {
@@ -177,13 +224,38 @@ func (inv *Inventory) GroupVars(name string) map[string]any {
 	return out
 }
 
-// Warnings returns what the loaders skipped but Ansible would also have
-// skipped with a warning, such as unknown keys in a YAML group. The library
-// never prints them; the CLI may.
+// Warnings returns what the loaders skipped or ignored, such as unknown
+// keys in a YAML group (which Ansible skips with a warning too), or vars
+// orch does not use (ansible_become_pass, unsupported ssh arguments). The
+// library never prints them; the CLI shows them.
+//
+// Each warning appears once; one about hosts names them (the first few of
+// many). They are meant to be shown once per run.
 func (inv *Inventory) Warnings() []string {
 	inv.mu.RLock()
 	defer inv.mu.RUnlock()
-	return slices.Clone(inv.warnings)
+	var out []string
+	for _, w := range inv.warnings {
+		if !slices.Contains(out, w) {
+			out = append(out, w)
+		}
+	}
+	for _, msg := range inv.noteOrder {
+		hosts := inv.notes[msg]
+		if len(hosts) == 0 {
+			continue
+		}
+		who := "host " + hosts[0]
+		if len(hosts) > 1 {
+			shown := hosts[:min(len(hosts), 3)]
+			who = "hosts " + strings.Join(shown, ", ")
+			if more := len(hosts) - len(shown); more > 0 {
+				who += fmt.Sprintf(" and %d more", more)
+			}
+		}
+		out = append(out, who+": "+msg)
+	}
+	return out
 }
 
 // Add adds a host found at run time, such as one a cloud call created, or
@@ -279,6 +351,8 @@ func (inv *Inventory) Merge(other *Inventory) error {
 	inv.order, inv.hosts = merged.order, merged.hosts
 	inv.groupSeq, inv.groups = merged.groupSeq, merged.groups
 	inv.warnings = merged.warnings
+	inv.varsDirs, inv.playbookDir, inv.adjacent = merged.varsDirs, merged.playbookDir, merged.adjacent
+	inv.notes, inv.noteOrder = merged.notes, merged.noteOrder
 	return nil
 }
 
@@ -326,6 +400,14 @@ func (inv *Inventory) absorb(src *Inventory) {
 		inv.hosts[name] = nd
 	}
 	inv.warnings = append(inv.warnings, src.warnings...)
+	for _, d := range src.varsDirs {
+		if !slices.Contains(inv.varsDirs, d) {
+			inv.varsDirs = append(inv.varsDirs, d)
+		}
+	}
+	if src.playbookDir != "" {
+		inv.playbookDir = src.playbookDir
+	}
 }
 
 func overrideFixed(dst *Host, src Host) {
@@ -362,6 +444,15 @@ func (inv *Inventory) Limit(pattern string) (*Inventory, error) {
 		groups:   map[string]*groupDecl{},
 		groupSeq: slices.Clone(inv.groupSeq),
 		warnings: slices.Clone(inv.warnings),
+		varsDirs: inv.varsDirs, playbookDir: inv.playbookDir, adjacent: maps.Clone(inv.adjacent),
+	}
+	// Warnings about hosts limited away are not this inventory's.
+	for _, msg := range inv.noteOrder {
+		for _, h := range inv.notes[msg] {
+			if keep[h] {
+				out.note(h, msg)
+			}
+		}
 	}
 	for _, name := range inv.order {
 		if keep[name] {
@@ -471,6 +562,7 @@ func (inv *Inventory) resolveAll() error {
 	if err != nil {
 		return err
 	}
+	inv.resetNotes()
 	for _, name := range inv.order {
 		d := inv.hosts[name]
 		h, err := inv.resolve(d, gr.direct[name], gr)
@@ -506,8 +598,8 @@ func (inv *Inventory) resolve(d *hostDecl, direct []string, gr *graph) (*Host, e
 	}
 	groups := slices.Sorted(maps.Keys(member))
 
-	// Precedence: all < shallower groups < deeper groups < host < fixed fields.
-	// Groups at the same depth go by ansible_group_priority, then name.
+	// Groups apply shallower before deeper; groups at the same depth go by
+	// ansible_group_priority, then name (Ansible's sort_groups).
 	depth := func(g string) int {
 		if v, ok := gr.depth[g]; ok {
 			return v
@@ -531,19 +623,16 @@ func (inv *Inventory) resolve(d *hostDecl, direct []string, gr *graph) (*Host, e
 		}
 		return a < b
 	})
-	levels := []varSet{inv.groups[All].vars}
-	for _, g := range ordered {
-		if gd, ok := inv.groups[g]; ok {
-			levels = append(levels, gd.vars)
-		}
+	levels, err := inv.levels(d, ordered)
+	if err != nil {
+		return nil, err
 	}
-	levels = append(levels, d.vars)
 
 	h := &Host{Name: d.name, Groups: groups, Vars: map[string]any{}}
 	for _, l := range levels {
 		maps.Copy(h.Vars, l.vals)
 	}
-	if err := applyConnVars(h, d.name, levels); err != nil {
+	if err := inv.applyConnVars(h, levels); err != nil {
 		return nil, err
 	}
 	overrideFixed(h, d.fixed)
@@ -564,6 +653,63 @@ func (inv *Inventory) resolve(d *hostDecl, direct []string, gr *graph) (*Host, e
 		h.Connection = "ssh"
 	}
 	return h, nil
+}
+
+// levels lists the host's var sources, lowest precedence first, in Ansible's
+// order (VariableManager.get_vars with the default VARIABLE_PRECEDENCE):
+//
+//	the inventory files' vars of all, then of the host's other groups;
+//	group_vars/all beside each inventory source, then beside the playbook;
+//	group_vars/GROUP beside each source, then beside the playbook;
+//	the inventory files' vars of the host;
+//	host_vars/HOST beside each source, then beside the playbook.
+func (inv *Inventory) levels(d *hostDecl, groups []string) ([]varSet, error) {
+	// ansible_group_priority in an inventory file orders groups; Ansible
+	// does not keep it as a var.
+	fileVars := func(g *groupDecl) varSet {
+		if _, ok := g.vars.vals["ansible_group_priority"]; !ok {
+			return g.vars
+		}
+		c := g.vars.clone()
+		delete(c.vals, "ansible_group_priority")
+		return c
+	}
+	levels := []varSet{fileVars(inv.groups[All])}
+	for _, g := range groups {
+		if gd, ok := inv.groups[g]; ok {
+			levels = append(levels, fileVars(gd))
+		}
+	}
+	dirs := slices.Clone(inv.varsDirs)
+	if inv.playbookDir != "" {
+		dirs = append(dirs, inv.playbookDir)
+	}
+	add := func(dir, kind, name string) error {
+		v, err := inv.adjacentVars(dir, kind, name)
+		if err == nil && len(v.vals) > 0 {
+			levels = append(levels, v)
+		}
+		return err
+	}
+	for _, dir := range dirs {
+		if err := add(dir, "group_vars", All); err != nil {
+			return nil, err
+		}
+	}
+	for _, dir := range dirs {
+		for _, g := range groups {
+			if err := add(dir, "group_vars", g); err != nil {
+				return nil, err
+			}
+		}
+	}
+	levels = append(levels, d.vars)
+	for _, dir := range dirs {
+		if err := add(dir, "host_vars", d.name); err != nil {
+			return nil, err
+		}
+	}
+	return levels, nil
 }
 
 // prefix turns a location into an error prefix, "" when it is unknown.

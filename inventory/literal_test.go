@@ -100,15 +100,15 @@ func TestShlexSplit(t *testing.T) {
 		{in: `trailing\`, err: "no escaped character"},
 	}
 	for _, tt := range tests {
-		got, err := shlexSplit(tt.in)
+		got, err := shellWords(tt.in, true)
 		if tt.err != "" {
 			if err == nil || err.Error() != tt.err {
-				t.Errorf("shlexSplit(%q) error = %v, want %q", tt.in, err, tt.err)
+				t.Errorf("shellWords(%q) error = %v, want %q", tt.in, err, tt.err)
 			}
 			continue
 		}
 		if err != nil || !slices.Equal(got, tt.want) {
-			t.Errorf("shlexSplit(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+			t.Errorf("shellWords(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
 		}
 	}
 }

@@ -3,48 +3,111 @@ package inventory
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
-// connVars names the vars that set each connection field. Within one level
-// (a group's or the host's own vars) a later name beats an earlier one, so
-// orch's ssh_* names win over Ansible's and Ansible's current names over its
-// legacy ansible_ssh_* ones.
+// connVars names the vars that set each connection field: Ansible's names,
+// in the order of Ansible 2.14's connection and become plugins, where a
+// later name wins wherever it is set (so a group's ansible_ssh_host beats a
+// host's ansible_host, as in Ansible), and orch's own name, which wins over
+// Ansible's names set at the same level or below.
 var connVars = []struct {
-	field string
-	names []string
+	field   string
+	ansible []string
+	orch    string
 }{
-	{"address", []string{"ansible_ssh_host", "ansible_host", "ssh_host"}},
-	{"port", []string{"ansible_ssh_port", "ansible_port", "ssh_port"}},
-	{"user", []string{"ansible_ssh_user", "ansible_user", "ssh_user"}},
-	{"key", []string{"ansible_private_key_file", "ansible_ssh_private_key_file", "ssh_key"}},
-	{"connection", []string{"ansible_connection", "connection"}},
-	{"become", []string{"ansible_become", "become"}},
-	{"become_user", []string{"ansible_become_user", "become_user"}},
-	{"become_method", []string{"ansible_become_method", "become_method"}},
+	{"address", []string{"ansible_host", "ansible_ssh_host"}, "ssh_host"},
+	{"port", []string{"ansible_port", "ansible_ssh_port"}, "ssh_port"},
+	{"user", []string{"ansible_user", "ansible_ssh_user"}, "ssh_user"},
+	{"key", []string{"ansible_private_key_file", "ansible_ssh_private_key_file"}, "ssh_key"},
+	{"timeout", []string{"ansible_timeout", "ansible_ssh_timeout"}, ""},
+	{"connection", []string{"ansible_connection"}, "connection"},
+	{"become", []string{"ansible_become"}, "become"},
+	{"become_user", []string{"ansible_become_user"}, "become_user"},
+	{"become_method", []string{"ansible_become_method"}, "become_method"},
+	{"ssh_args", []string{"ansible_ssh_args"}, ""},
+	{"ssh_common_args", []string{"ansible_ssh_common_args"}, ""},
+	{"ssh_extra_args", []string{"ansible_ssh_extra_args"}, ""},
+}
+
+// SecretVars are vars that hold passwords. orch never uses them (it logs
+// in with keys and takes the become password from the command line or the
+// environment), warns when they are set, and masks them in its output.
+var SecretVars = []string{
+	"ansible_become_password", "ansible_become_pass", "ansible_sudo_pass", "ansible_su_pass",
+	"ansible_password", "ansible_ssh_pass", "ansible_ssh_password",
+}
+
+// IsSecretVar reports whether key holds a password (see SecretVars).
+func IsSecretVar(key string) bool { return slices.Contains(SecretVars, key) }
+
+// winner finds the var that sets one connection field among levels (lowest
+// precedence first): its name, value and where it was set.
+func winner(levels []varSet, ansible []string, orch string) (key string, val any, at string, ok bool) {
+	highest := func(name string) int {
+		for i := len(levels) - 1; i >= 0; i-- {
+			if _, ok := levels[i].vals[name]; ok {
+				return i
+			}
+		}
+		return -1
+	}
+	aLevel, oLevel := -1, -1
+	var aKey string
+	for i := len(ansible) - 1; i >= 0; i-- {
+		if l := highest(ansible[i]); l >= 0 {
+			aLevel, aKey = l, ansible[i]
+			break
+		}
+	}
+	if orch != "" {
+		oLevel = highest(orch)
+	}
+	switch {
+	case oLevel >= 0 && oLevel >= aLevel:
+		key = orch
+	case aLevel >= 0:
+		key = aKey
+	default:
+		return "", nil, "", false
+	}
+	l := levels[highest(key)]
+	return key, l.vals[key], l.at[key], true
+}
+
+// isTemplate reports whether s holds Jinja that Ansible would render.
+func isTemplate(v any) bool {
+	s, ok := v.(string)
+	return ok && (strings.Contains(s, "{{") || strings.Contains(s, "{%") || strings.Contains(s, "{#"))
 }
 
 // applyConnVars sets h's connection fields from the vars in levels, lowest
 // precedence first. It checks only the value that wins, so a bad port in a
-// group var that a host overrides is harmless, as in Ansible.
-func applyConnVars(h *Host, name string, levels []varSet) error {
-	for _, cv := range connVars {
-		var val any
-		var key, at string
-		found := false
-		for _, l := range levels {
-			for _, n := range cv.names {
-				if v, ok := l.vals[n]; ok {
-					val, key, at, found = v, n, l.at[n], true
-				}
-			}
+// group var that a host overrides is harmless, as in Ansible. What orch
+// cannot use (a winrm connection, an unrendered template) does not fail the
+// inventory: it makes the host unusable (Host.Unusable), so that only a run
+// that targets it fails.
+func (inv *Inventory) applyConnVars(h *Host, levels []varSet) error {
+	unusable := func(key string, val any, why string) {
+		if h.Unusable == "" {
+			h.Unusable = fmt.Sprintf("%s %s: %s", key, describe(val), why)
 		}
+	}
+	var sshArgs []sshArgsVar
+	for _, cv := range connVars {
+		key, val, at, found := winner(levels, cv.ansible, cv.orch)
 		if !found {
 			continue
 		}
+		if isTemplate(val) {
+			unusable(key, val, "a Jinja template, which orch does not render")
+			continue
+		}
 		fail := func(err error) error {
-			return fmt.Errorf("%shost %q: %s: %v", prefix(at), name, key, err)
+			return fmt.Errorf("%shost %q: %s: %v", prefix(at), h.Name, key, err)
 		}
 		switch cv.field {
 		case "port":
@@ -53,30 +116,36 @@ func applyConnVars(h *Host, name string, levels []varSet) error {
 				return fail(err)
 			}
 			h.Port = p
+		case "timeout":
+			n, err := toInt(val)
+			if err != nil || n < 1 {
+				return fail(fmt.Errorf("%s is not a number of seconds", describe(val)))
+			}
+			h.ConnectTimeout = time.Duration(n) * time.Second
 		case "connection":
 			s, err := toString(val)
-			if err == nil {
-				s, err = normalizeConnection(s)
-			}
 			if err != nil {
 				return fail(err)
 			}
-			h.Connection = s
+			c, err := normalizeConnection(s)
+			if err != nil {
+				h.Connection = s
+				unusable(key, val, "orch connects with ssh, local, docker or jail only")
+				continue
+			}
+			h.Connection = c
 		case "become":
 			b, err := toBool(val)
 			if err != nil {
 				return fail(err)
 			}
 			h.Become = b
-		case "become_method":
+		case "ssh_args", "ssh_common_args", "ssh_extra_args":
 			s, err := toString(val)
-			if err == nil && s != "sudo" && s != "doas" {
-				err = fmt.Errorf("become method %q: orch can become with sudo or doas", s)
-			}
 			if err != nil {
 				return fail(err)
 			}
-			h.BecomeMethod = s
+			sshArgs = append(sshArgs, sshArgsVar{key, s, at})
 		default:
 			s, err := toString(val)
 			if err != nil {
@@ -91,7 +160,32 @@ func applyConnVars(h *Host, name string, levels []varSet) error {
 				h.Key = s
 			case "become_user":
 				h.BecomeUser = s
+			case "become_method":
+				// Anything but sudo and doas stays as written, so that a task
+				// that becomes on this host fails rather than use sudo.
+				h.BecomeMethod = s
+				if s != "sudo" && s != "doas" {
+					inv.note(h.Name, fmt.Sprintf("%s %q: orch can become with sudo or doas only; tasks with become on these hosts will fail", key, s))
+				}
 			}
+		}
+	}
+	for _, a := range sshArgs {
+		if err := inv.applySSHArgs(h, a); err != nil {
+			return err
+		}
+	}
+	if h.Become && h.BecomeMethod != "" && h.BecomeMethod != "sudo" && h.BecomeMethod != "doas" {
+		unusable("become_method", h.BecomeMethod, "orch can become with sudo or doas only")
+	}
+	for _, k := range SecretVars {
+		if _, ok := h.Vars[k]; !ok {
+			continue
+		}
+		if strings.Contains(k, "become") || strings.Contains(k, "sudo") || strings.Contains(k, "su_") {
+			inv.note(h.Name, k+" is ignored: orch takes the become password from --ask-become-pass or ORCH_BECOME_PASS, never from the inventory")
+		} else {
+			inv.note(h.Name, k+" is ignored: orch logs in with keys (ssh-agent, IdentityFile, ssh_key), not passwords")
 		}
 	}
 	return nil
@@ -101,12 +195,12 @@ func applyConnVars(h *Host, name string, levels []varSet) error {
 // connections orch has. Anything else is an error rather than a silent ssh.
 func normalizeConnection(s string) (string, error) {
 	switch s {
-	case "", "ssh", "smart", "paramiko", "paramiko_ssh", "ansible.builtin.ssh", "ansible.builtin.paramiko_ssh":
+	case "", "ssh", "smart", "paramiko", "paramiko_ssh", "ansible.builtin.ssh", "ansible.builtin.paramiko_ssh", "ansible.legacy.ssh":
 		if s == "" {
 			return "", nil
 		}
 		return "ssh", nil
-	case "local", "ansible.builtin.local":
+	case "local", "ansible.builtin.local", "ansible.legacy.local":
 		return "local", nil
 	case "docker", "community.docker.docker":
 		return "docker", nil

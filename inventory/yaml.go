@@ -1,8 +1,10 @@
 package inventory
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -21,6 +23,12 @@ func parseYAML(filename string, src []byte) (*Inventory, format, error) {
 		return nil, 0, err
 	}
 	if root == nil {
+		if strings.HasSuffix(strings.ToLower(filename), ".json") || filepath.Ext(filename) != "" {
+			// Ansible warns that it cannot parse the source and goes on.
+			inv := New()
+			inv.warnf("%s: empty YAML inventory: it holds no hosts", filename)
+			return inv, formatAnsibleYAML, nil
+		}
 		return nil, 0, fmt.Errorf("%s: empty YAML inventory: %w", filename, errNotYAML)
 	}
 	if root.Kind != yaml.MappingNode {
@@ -39,8 +47,11 @@ func parseYAML(filename string, src []byte) (*Inventory, format, error) {
 	return inv, formatAnsibleYAML, err
 }
 
-// document parses src and returns its top node, nil if it is empty.
+// document parses src and returns its top node, nil if it is empty (no
+// content, only comments, or a lone null such as ~). Like Ansible, it reads
+// a document that is valid JSON as JSON.
 func (y *yamlReader) document(src []byte) (*yaml.Node, error) {
+	y.json = json.Valid(src)
 	var doc yaml.Node
 	if err := yaml.Unmarshal(src, &doc); err != nil {
 		return nil, fmt.Errorf("%s: %v: %w", y.file, err, errNotYAML)
@@ -48,11 +59,19 @@ func (y *yamlReader) document(src []byte) (*yaml.Node, error) {
 	if len(doc.Content) == 0 {
 		return nil, nil
 	}
-	return resolveAlias(doc.Content[0]), nil
+	root := resolveAlias(doc.Content[0])
+	if root.Kind == yaml.ScalarNode {
+		if v, err := y.scalar(root); err == nil && v == nil {
+			return nil, nil
+		}
+	}
+	return root, nil
 }
 
 type yamlReader struct {
 	file     string
+	json     bool // the document is JSON
+	files    bool // reading a group_vars/ or host_vars/ file
 	inv      *Inventory
 	declared map[string]string // "host NAME" or "group NAME" -> where (orch format)
 }
@@ -71,6 +90,15 @@ func resolveAlias(n *yaml.Node) *yaml.Node {
 }
 
 func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.Tag == "!!null" }
+
+// key returns a mapping key as the string Ansible makes of it.
+func (y *yamlReader) key(n *yaml.Node) (string, error) {
+	if n.Kind != yaml.ScalarNode {
+		return "", y.errorf(n, "a key must be a scalar, not %s", kindName(n))
+	}
+	v, err := y.scalar(n)
+	return keyText(v), err
+}
 
 func kindName(n *yaml.Node) string {
 	switch n.Kind {
@@ -91,23 +119,10 @@ func pairs(n *yaml.Node) [][2]*yaml.Node {
 	return out
 }
 
-// value decodes a var's value, refusing Ansible vault values, which orch
-// cannot decrypt and must not pass on as if they were the secret.
-func (y *yamlReader) value(n *yaml.Node) (any, error) {
-	if n.Tag == "!vault" {
-		return nil, y.errorf(n, "vault-encrypted values are not supported")
-	}
-	for _, c := range n.Content {
-		if _, err := y.value(resolveAlias(c)); err != nil {
-			return nil, err
-		}
-	}
-	var v any
-	if err := n.Decode(&v); err != nil {
-		return nil, y.errorf(n, "%v", err)
-	}
-	return normalize(v), nil
-}
+// value decodes a var's value with YAML 1.1 typing (see decode), refusing
+// Ansible vault values, which orch cannot decrypt and must not pass on as if
+// they were the secret.
+func (y *yamlReader) value(n *yaml.Node) (any, error) { return y.decode(n) }
 
 func (y *yamlReader) vars(n *yaml.Node, into *varSet) error {
 	if isNull(n) {
@@ -116,12 +131,25 @@ func (y *yamlReader) vars(n *yaml.Node, into *varSet) error {
 	if n.Kind != yaml.MappingNode {
 		return y.errorf(n, "vars must be a mapping, not %s", kindName(n))
 	}
-	for _, kv := range pairs(n) {
+	seen := map[string]bool{}
+	for _, kv := range y.mergedPairs(n) {
+		k, err := y.key(kv[0])
+		if err != nil {
+			return err
+		}
 		v, err := y.value(kv[1])
 		if err != nil {
 			return err
 		}
-		into.set(kv[0].Value, v, y.at(kv[0]))
+		if seen[k] && y.inv != nil {
+			y.inv.warnf("%s: duplicate key %q: the last value is used", y.at(kv[0]), k)
+		}
+		seen[k] = true
+		if y.files {
+			into.set(k, v, y.at(kv[0])) // a vars file replaces, as combine_vars does
+		} else {
+			into.assign(k, v, y.at(kv[0]))
+		}
 	}
 	return nil
 }

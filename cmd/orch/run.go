@@ -11,8 +11,6 @@ import (
 
 	"github.com/orch-dev/orch/engine"
 	"github.com/orch-dev/orch/inventory"
-	"github.com/orch-dev/orch/modules/digitalocean"
-	"github.com/orch-dev/orch/modules/linode"
 	"github.com/orch-dev/orch/plan"
 )
 
@@ -128,7 +126,7 @@ func (c *cli) execute(ctx context.Context, planPath string, f runFlags, resume s
 		}
 		opts.Inventories = []string{labInventoryName}
 	} else {
-		if inv, opts.Inventories, err = loadInventories(ctx, f.inventories); err != nil {
+		if inv, opts.Inventories, err = c.loadInventories(ctx, f.inventories, playbookDir(planPath)); err != nil {
 			return exitUsage, &usageError{msg: err.Error()}
 		}
 	}
@@ -159,62 +157,3 @@ func (c *cli) execute(ctx context.Context, planPath string, f runFlags, resume s
 func planError(err error) error { return &usageError{msg: err.Error()} }
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
-
-// defaultInventories are looked for in the working directory when no -i is
-// given.
-var defaultInventories = []string{"inventory.star", "inventory.yaml", "inventory.yml", "inventory.ini", "hosts"}
-
-// dynamicInventories are the -i sources that list cloud machines by tag
-// (`-i linode:web`, `-i digitalocean:` for all), read from the provider's
-// API with the usual token and URL variables.
-var dynamicInventories = map[string]func(context.Context, string) (*inventory.Inventory, error){
-	"linode":       linode.Inventory,
-	"digitalocean": digitalocean.Inventory,
-}
-
-// loadInventories loads and merges every -i source. With none, it uses a
-// default file in the working directory, or else just localhost.
-func loadInventories(ctx context.Context, paths []string) (*inventory.Inventory, []string, error) {
-	if len(paths) == 0 {
-		for _, p := range defaultInventories {
-			if _, err := os.Stat(p); err == nil {
-				paths = []string{p}
-				break
-			}
-		}
-	}
-	if len(paths) == 0 {
-		inv := inventory.New()
-		err := inv.Add(&inventory.Host{Name: "localhost", Address: "localhost", Connection: "local", Groups: []string{"local"}})
-		return inv, nil, err
-	}
-	inv := inventory.New()
-	var abs []string
-	for _, p := range paths {
-		var one *inventory.Inventory
-		var err error
-		if provider, tag, ok := strings.Cut(p, ":"); ok && dynamicInventories[provider] != nil && !fileExists(p) {
-			one, err = dynamicInventories[provider](ctx, tag)
-			if err != nil {
-				return nil, nil, fmt.Errorf("inventory %s: %w", p, err)
-			}
-			if err := inv.Merge(one); err != nil {
-				return nil, nil, fmt.Errorf("%s: %w", p, err)
-			}
-			abs = append(abs, p)
-			continue
-		}
-		one, err = inventory.Load(p)
-		if err != nil {
-			return nil, nil, err
-		}
-		if err := inv.Merge(one); err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", p, err)
-		}
-		if a, err := filepath.Abs(p); err == nil {
-			p = a
-		}
-		abs = append(abs, p)
-	}
-	return inv, abs, nil
-}

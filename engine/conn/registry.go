@@ -33,12 +33,13 @@ type DialRequest struct {
 // SSHSettings are the run-wide SSH settings; inventory vars and
 // ~/.ssh/config fill in the rest per host.
 type SSHSettings struct {
-	KnownHosts     []string      // known_hosts files; default ~/.ssh/known_hosts (plus the keys orch pinned)
-	HostKeyCheck   string        // strict, accept-new (default) or off
-	ConnectTimeout time.Duration // per host; default 10s
-	SSHConfig      string        // ssh config file; "" means ~/.ssh/config
-	NoSSHConfig    bool          // ignore ssh config files
-	IdentityFiles  []string      // keys for hosts whose inventory names none
+	KnownHosts      []string      // known_hosts files; default: the ssh config's, else ~/.ssh/known_hosts
+	ExtraKnownHosts []string      // read (never written) beside them: the keys orch pinned for machines it created
+	HostKeyCheck    string        // strict, accept-new (default) or off
+	ConnectTimeout  time.Duration // per host; default 10s
+	SSHConfig       string        // ssh config file; "" means ~/.ssh/config
+	NoSSHConfig     bool          // ignore ssh config files
+	IdentityFiles   []string      // keys for hosts whose inventory names none
 }
 
 var (

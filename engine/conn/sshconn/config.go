@@ -1,6 +1,7 @@
 package sshconn
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -10,9 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-
-	"github.com/kevinburke/ssh_config"
-	"golang.org/x/crypto/ssh"
 )
 
 // hop is one resolved SSH connection: the target or a jump host.
@@ -22,23 +20,43 @@ type hop struct {
 	port     int
 	user     string
 	keyFiles []string
-	keysMust bool   // keyFiles were given explicitly, so they must exist
+	keysMust int    // the first keysMust keyFiles were given explicitly, so they must exist
 	jump     string // ProxyJump spec; "" or "none" for a direct connection
+	// proxyCommand is run to reach the host when it is not reached through
+	// a jump host; "" or "none" for a TCP connection.
+	proxyCommand   string
+	certFiles      []string // CertificateFile, plus KEY-cert.pub beside each key
+	identitiesOnly bool
+	hostKeyAlias   string
+	agentSock      string // "" for $SSH_AUTH_SOCK, "none" for no agent
+
+	settings *sshSettings // for known hosts and HashKnownHosts
 }
 
 func (h hop) addr() string { return net.JoinHostPort(h.host, strconv.Itoa(h.port)) }
 
+// knownAs is the name the host's key is looked up by in known_hosts.
+func (h hop) knownAs() string {
+	if h.hostKeyAlias != "" {
+		return net.JoinHostPort(h.hostKeyAlias, strconv.Itoa(h.port))
+	}
+	return h.addr()
+}
+
 // dialer holds what Dial resolves once and shares between hops.
 type dialer struct {
+	ctx     context.Context
 	cfg     Config
-	home    string
-	local   string // current user name
-	configs []*ssh_config.Config
-	warned  map[string]bool
+	env     cfgEnv
+	configs []*cfgFile
 
 	agentConn net.Conn // open during Dial only
-	agentKeys []ssh.Signer
+	agentKeys []agentKey
 }
+
+// warnedOnce keeps warnings about ssh config lines to one per process, so
+// that a `Host *` line orch ignores is reported once, not once per host.
+var warnedOnce sync.Map
 
 func newDialer(cfg Config) (*dialer, error) {
 	switch cfg.HostKeyCheck {
@@ -60,217 +78,155 @@ func newDialer(cfg Config) (*dialer, error) {
 	if cfg.Warn == nil {
 		cfg.Warn = func(string) {}
 	}
-	d := &dialer{cfg: cfg, warned: map[string]bool{}}
-	d.home, _ = os.UserHomeDir()
+	d := &dialer{ctx: context.Background(), cfg: cfg}
+	d.env.home, _ = os.UserHomeDir()
 	if u, err := user.Current(); err == nil {
-		d.local = u.Username
+		d.env.localUser, d.env.uid = u.Username, u.Uid
 	} else {
-		d.local = os.Getenv("USER")
+		d.env.localUser, d.env.uid = os.Getenv("USER"), strconv.Itoa(os.Getuid())
 	}
-	if len(d.cfg.KnownHostsFiles) == 0 {
-		if d.home == "" {
-			return nil, errors.New("ssh: no known_hosts file given and no home directory")
-		}
-		d.cfg.KnownHostsFiles = []string{filepath.Join(d.home, ".ssh", "known_hosts")}
+	d.env.hostname, _ = os.Hostname()
+	d.env.warn = d.warnOnce
+	if len(d.cfg.KnownHostsFiles) == 0 && d.env.home == "" {
+		return nil, errors.New("ssh: no known_hosts file given and no home directory")
 	}
 	if cfg.UseSSHConfig {
-		paths := []string{cfg.SSHConfigPath}
-		if cfg.SSHConfigPath == "" {
-			paths = []string{filepath.Join(d.home, ".ssh", "config"), "/etc/ssh/ssh_config"}
+		type source struct {
+			path    string
+			userDir bool
 		}
-		for _, p := range paths {
-			c, err := loadSSHConfig(p)
-			if err != nil {
-				// The parser rejects some valid OpenSSH syntax (Match exec, …);
-				// better to connect without the file than not at all.
-				d.warnOnce("sshconfig:"+p, fmt.Sprintf("ignoring ssh config %s: %v", p, err))
+		sources := []source{{cfg.SSHConfigPath, true}}
+		if cfg.SSHConfigPath == "" {
+			sources = []source{{filepath.Join(d.env.home, ".ssh", "config"), true}, {"/etc/ssh/ssh_config", false}}
+		}
+		for _, s := range sources {
+			c, err := readCfgFile(s.path, s.userDir)
+			if errors.Is(err, os.ErrNotExist) {
 				continue
 			}
-			if c != nil {
-				d.configs = append(d.configs, c)
+			if err != nil {
+				return nil, fmt.Errorf("ssh config: %w", err)
 			}
+			d.configs = append(d.configs, c)
 		}
 	}
 	return d, nil
 }
 
-func (d *dialer) warnOnce(key, msg string) {
-	if !d.warned[key] {
-		d.warned[key] = true
+func (d *dialer) warnOnce(msg string) {
+	if _, dup := warnedOnce.LoadOrStore(msg, true); !dup {
 		d.cfg.Warn(msg)
 	}
 }
 
-// sshConfigCache keeps parsed ssh config files, so dialling hundreds of hosts
-// parses each file once. Entries are keyed by path and modification time.
-var sshConfigCache sync.Map // string -> sshConfigEntry
-
-type sshConfigEntry struct {
-	cfg *ssh_config.Config
-	err error
-}
-
-func loadSSHConfig(path string) (*ssh_config.Config, error) {
-	fi, err := os.Stat(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	} else if err != nil {
-		return nil, err
-	}
-	key := fmt.Sprintf("%s\x00%d\x00%d", path, fi.ModTime().UnixNano(), fi.Size())
-	if e, ok := sshConfigCache.Load(key); ok {
-		return e.(sshConfigEntry).cfg, e.(sshConfigEntry).err
-	}
-	f, err := os.Open(path)
+// resolve evaluates the ssh config for hostArg, with o given as on ssh's
+// command line, and reports the keywords it ignores.
+func (d *dialer) resolve(name, hostArg string, o sshOverrides) (hop, error) {
+	s, err := resolveSSHConfig(d.ctx, d.configs, hostArg, o, d.env)
 	if err != nil {
-		return nil, err
+		return hop{}, err
 	}
-	defer f.Close()
-	c, err := ssh_config.Decode(f)
-	sshConfigCache.Store(key, sshConfigEntry{c, err})
-	return c, err
+	if len(s.ignored) > 0 {
+		d.warnOnce("ssh config: orch does not support, and ignores: " + strings.Join(s.ignored, ", "))
+	}
+	ev := &cfgEval{s: s, env: d.env, hostArg: hostArg}
+	h := hop{
+		name: name, host: s.HostName, port: s.Port, user: s.User,
+		jump: s.ProxyJump, proxyCommand: s.ProxyCommand, identitiesOnly: s.IdentitiesOnly,
+		hostKeyAlias: s.HostKeyAlias, agentSock: s.IdentityAgent, settings: s,
+		keysMust: len(o.IdentityFiles),
+	}
+	for _, f := range s.IdentityFiles {
+		h.keyFiles = append(h.keyFiles, ev.expand(f))
+	}
+	for _, f := range s.CertificateFiles {
+		h.certFiles = append(h.certFiles, ev.expand(f))
+	}
+	for _, f := range h.keyFiles {
+		h.certFiles = append(h.certFiles, f+"-cert.pub")
+	}
+	if h.proxyCommand != "" && h.proxyCommand != "none" {
+		h.proxyCommand = expandProxyCommand(h.proxyCommand, s, hostArg)
+	}
+	return h, nil
 }
 
-// lookup returns the first value of key for the first alias that has one,
-// like ssh's "first obtained value wins".
-func (d *dialer) lookup(key string, aliases ...string) string {
-	for _, alias := range aliases {
-		for _, c := range d.configs {
-			if v, err := c.Get(alias, key); err == nil && v != "" {
-				return unquote(v)
+// expandProxyCommand applies the tokens ssh allows in ProxyCommand: %h,
+// %n, %p, %r and %%.
+func expandProxyCommand(cmd string, s *sshSettings, hostArg string) string {
+	var b strings.Builder
+	for i := 0; i < len(cmd); i++ {
+		if cmd[i] == '%' && i+1 < len(cmd) {
+			i++
+			switch cmd[i] {
+			case '%':
+				b.WriteByte('%')
+			case 'h':
+				b.WriteString(s.HostName)
+			case 'n':
+				b.WriteString(hostArg)
+			case 'p':
+				b.WriteString(strconv.Itoa(s.Port))
+			case 'r':
+				b.WriteString(s.User)
+			default:
+				b.WriteByte('%')
+				b.WriteByte(cmd[i])
 			}
+			continue
 		}
+		b.WriteByte(cmd[i])
 	}
-	return ""
+	return b.String()
 }
 
-// lookupAll returns every value of key (IdentityFile accumulates in ssh).
-func (d *dialer) lookupAll(key string, aliases ...string) []string {
-	var out []string
-	for _, alias := range aliases {
-		for _, c := range d.configs {
-			vs, _ := c.GetAll(alias, key)
-			for _, v := range vs {
-				out = append(out, unquote(v))
-			}
-		}
-		if len(out) > 0 {
-			return out
-		}
-	}
-	return nil
-}
-
-func unquote(v string) string {
-	v = strings.TrimSpace(v)
-	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
-		return v[1 : len(v)-1]
-	}
-	return v
-}
-
-// targetHop resolves the inventory host. The ssh config is matched against
-// the inventory name, then against the address.
-func (d *dialer) targetHop() hop {
+// targetHop resolves the inventory host. As with ssh, the config is
+// evaluated for the name ssh would be given: the address when the
+// inventory sets one, else the inventory name.
+func (d *dialer) targetHop() (hop, error) {
 	cfg := d.cfg
-	aliases := []string{cfg.HostName}
-	explicitAddr := cfg.Address != "" && cfg.Address != cfg.HostName
-	if explicitAddr {
-		aliases = append(aliases, cfg.Address)
+	hostArg := cfg.HostName
+	if cfg.Address != "" {
+		hostArg = cfg.Address
 	}
-	alias := cfg.HostName
-	if alias == "" {
-		alias = cfg.Address
+	name := cfg.HostName
+	if name == "" {
+		name = hostArg
 	}
-	h := hop{name: alias, host: alias, port: cfg.Port, user: cfg.User, jump: cfg.ProxyJump}
-	if explicitAddr {
-		h.host = cfg.Address
-	} else if v := d.lookup("HostName", aliases...); v != "" {
-		h.host = d.expand(v, alias, 0, "")
-	}
-	d.fill(&h, aliases)
-	if len(cfg.KeyFiles) > 0 {
-		h.keyFiles, h.keysMust = d.expandAll(cfg.KeyFiles, h), true
-	}
-	return h
+	return d.resolve(name, hostArg, sshOverrides{
+		User: cfg.User, Port: cfg.Port, IdentityFiles: cfg.KeyFiles,
+		ProxyJump: cfg.ProxyJump, ProxyCommand: cfg.ProxyCommand,
+	})
 }
 
 // jumpHop resolves one ProxyJump entry, "[ssh://][user@]host[:port]".
 func (d *dialer) jumpHop(spec string) (hop, error) {
 	s := strings.TrimPrefix(spec, "ssh://")
-	h := hop{name: spec}
+	var o sshOverrides
 	if i := strings.LastIndexByte(s, '@'); i >= 0 {
-		h.user, s = s[:i], s[i+1:]
+		o.User, s = s[:i], s[i+1:]
 	}
 	if host, port, err := net.SplitHostPort(s); err == nil {
 		p, err := strconv.Atoi(port)
 		if err != nil || p <= 0 || p > 65535 {
 			return hop{}, fmt.Errorf("bad port in ProxyJump %q", spec)
 		}
-		s, h.port = host, p
+		s, o.Port = host, p
 	}
 	if s == "" {
 		return hop{}, fmt.Errorf("bad ProxyJump %q", spec)
 	}
-	h.host = s
-	if v := d.lookup("HostName", s); v != "" {
-		h.host = d.expand(v, s, 0, "")
+	h, err := d.resolve(spec, s, o)
+	if err != nil {
+		return hop{}, err
 	}
-	d.fill(&h, []string{s})
 	// The inventory's keys usually open the jump host too (one lab key,
 	// one bastion key); offering them after the jump host's own is harmless.
+	ev := &cfgEval{s: h.settings, env: d.env, hostArg: s}
 	for _, k := range d.cfg.KeyFiles {
-		h.keyFiles = append(h.keyFiles, d.expand(k, s, h.port, h.user))
+		h.keyFiles = append(h.keyFiles, ev.expand(k))
 	}
 	return h, nil
-}
-
-// fill sets the port, user, keys and jump that are still unset from the ssh
-// config, then from the defaults.
-func (d *dialer) fill(h *hop, aliases []string) {
-	if h.port == 0 {
-		if p, err := strconv.Atoi(d.lookup("Port", aliases...)); err == nil && p > 0 && p <= 65535 {
-			h.port = p
-		} else {
-			h.port = 22
-		}
-	}
-	if h.user == "" {
-		if h.user = d.lookup("User", aliases...); h.user == "" {
-			h.user = d.local
-		}
-	}
-	if h.jump == "" {
-		h.jump = d.lookup("ProxyJump", aliases...)
-	}
-	if files := d.lookupAll("IdentityFile", aliases...); len(files) > 0 {
-		h.keyFiles = d.expandAll(files, *h)
-	} else if d.home != "" {
-		for _, name := range []string{"id_ed25519", "id_ecdsa", "id_rsa"} {
-			h.keyFiles = append(h.keyFiles, filepath.Join(d.home, ".ssh", name))
-		}
-	}
-}
-
-func (d *dialer) expandAll(paths []string, h hop) []string {
-	out := make([]string, len(paths))
-	for i, p := range paths {
-		out[i] = d.expand(p, h.host, h.port, h.user)
-	}
-	return out
-}
-
-// expand applies the ssh_config tokens orch supports: a leading ~, %h (remote
-// host), %p (port), %r (remote user), %u (local user), %d (home) and %%.
-func (d *dialer) expand(v, host string, port int, remoteUser string) string {
-	if v == "~" || strings.HasPrefix(v, "~/") {
-		v = d.home + v[1:]
-	}
-	if !strings.Contains(v, "%") {
-		return v
-	}
-	r := strings.NewReplacer("%%", "%", "%h", host, "%p", strconv.Itoa(port), "%r", remoteUser, "%u", d.local, "%d", d.home)
-	return r.Replace(v)
 }
 
 // chain lists the hops to dial in order, jump hosts first and h last.

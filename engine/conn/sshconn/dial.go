@@ -19,7 +19,7 @@ func (d *dialer) dialChain(ctx context.Context, chain []hop) (*ssh.Client, func(
 			d.agentConn.Close()
 		}
 	}()
-	hk, err := d.hostKeys()
+	hk, err := d.hostKeys(chain[len(chain)-1])
 	if err != nil {
 		return nil, nil, err
 	}
@@ -38,7 +38,7 @@ func (d *dialer) dialChain(ctx context.Context, chain []hop) (*ssh.Client, func(
 	var via *ssh.Client
 	jumps, target := chain[:len(chain)-1], chain[len(chain)-1]
 	for _, h := range jumps {
-		key += "\x00" + h.user + "@" + h.addr()
+		key += "\x00" + h.user + "@" + h.addr() + "\x00" + h.proxyCommand
 		prev := via
 		c, release, err := acquireJump(ctx, key, func() (*ssh.Client, error) { return d.dialHop(ctx, h, prev, hk) })
 		if err != nil {
@@ -71,10 +71,13 @@ func (d *dialer) dialHop(ctx context.Context, h hop, via *ssh.Client, hk *hostKe
 	defer cancel()
 
 	var nc net.Conn
-	if via == nil {
-		nc, err = (&net.Dialer{}).DialContext(dctx, "tcp", h.addr())
-	} else {
+	switch {
+	case via != nil:
 		nc, err = via.DialContext(dctx, "tcp", h.addr())
+	case h.proxyCommand != "" && h.proxyCommand != "none":
+		nc, err = startProxyCommand(h.proxyCommand, h.addr())
+	default:
+		nc, err = (&net.Dialer{}).DialContext(dctx, "tcp", h.addr())
 	}
 	if err != nil {
 		if ctx.Err() == nil && dctx.Err() != nil {
@@ -87,12 +90,12 @@ func (d *dialer) dialHop(ctx context.Context, h hop, via *ssh.Client, hk *hostKe
 		User:              h.user,
 		Auth:              []ssh.AuthMethod{ssh.PublicKeys(signers...)},
 		HostKeyCallback:   hk.callback(h),
-		HostKeyAlgorithms: hk.algorithms(h.addr()),
+		HostKeyAlgorithms: hk.algorithms(h.knownAs()),
 	}
 	// Connections through a jump host have no deadlines, so the handshake is
 	// bounded by closing the connection instead.
 	stop := context.AfterFunc(dctx, func() { nc.Close() })
-	sc, chans, reqs, err := ssh.NewClientConn(nc, h.addr(), config)
+	sc, chans, reqs, err := ssh.NewClientConn(nc, h.knownAs(), config)
 	if !stop() {
 		// dctx ended, and nc with it, possibly just after a good handshake.
 		if err == nil {
@@ -110,6 +113,9 @@ func (d *dialer) dialHop(ctx context.Context, h hop, via *ssh.Client, hk *hostKe
 			return nil, hkErr // says all there is to say
 		}
 		err = hk.offersNoKnownType(err, h)
+		if pc, ok := nc.(*proxyConn); ok {
+			err = pc.explain(err)
+		}
 		if strings.Contains(err.Error(), "unable to authenticate") {
 			err = fmt.Errorf("%w (user %s, offered %s)", err, h.user, strings.Join(offered, ", "))
 		}

@@ -88,12 +88,24 @@ func splitAddr(addr string) (host, port string) {
 // hostKeys is the host key policy of one Dial, shared by all its hops.
 type hostKeys struct {
 	policy string
-	files  []string // all configured known_hosts files
+	files  []string // every known_hosts file read; new keys go to the first
+	hashed bool     // write new entries hashed (HashKnownHosts)
 	db     *knownhosts.HostKeyDB
 }
 
-func (d *dialer) hostKeys() (*hostKeys, error) {
-	hk := &hostKeys{policy: d.cfg.HostKeyCheck, files: d.cfg.KnownHostsFiles}
+// hostKeys reads the known_hosts files of the target: Config's, else the
+// ssh config's UserKnownHostsFile (default ~/.ssh/known_hosts and
+// known_hosts2); then GlobalKnownHostsFile (default
+// /etc/ssh/ssh_known_hosts and ssh_known_hosts2) and the extra files,
+// which are read but never written.
+func (d *dialer) hostKeys(target hop) (*hostKeys, error) {
+	files := d.cfg.KnownHostsFiles
+	if len(files) == 0 {
+		files = target.settings.UserKnownHostsFiles
+	}
+	files = append(files[:len(files):len(files)], target.settings.GlobalKnownHostsFiles...)
+	files = append(files, d.cfg.ExtraKnownHostsFiles...)
+	hk := &hostKeys{policy: d.cfg.HostKeyCheck, files: files, hashed: target.settings.HashKnownHosts}
 	if hk.policy == Off {
 		return hk, nil
 	}
@@ -173,7 +185,7 @@ func (hk *hostKeys) callback(h hop) ssh.HostKeyCallback {
 			e.KeyType, e.Fingerprint = key.Type(), ssh.FingerprintSHA256(key)
 			return e
 		}
-		if err := appendKnownHost(hk.files[0], hostname, key); err != nil {
+		if err := appendKnownHost(hk.files[0], hostname, key, hk.hashed); err != nil {
 			return fmt.Errorf("recording new host key: %w", err)
 		}
 		return nil
@@ -194,10 +206,10 @@ func (hk *hostKeys) offersNoKnownType(err error, h hop) error {
 	// Checking a key that matches nothing makes knownhosts list, with files
 	// and lines, the keys it has for the host.
 	var keyErr *xknownhosts.KeyError
-	if !errors.As(hk.db.HostKeyCallback()(h.addr(), &net.TCPAddr{}, noKey{}), &keyErr) || len(keyErr.Want) == 0 {
+	if !errors.As(hk.db.HostKeyCallback()(h.knownAs(), &net.TCPAddr{}, noKey{}), &keyErr) || len(keyErr.Want) == 0 {
 		return err
 	}
-	e := hk.newError(HostKeyChanged, h, h.addr())
+	e := hk.newError(HostKeyChanged, h, h.knownAs())
 	e.Known = knownKeys(keyErr)
 	return e
 }
@@ -224,8 +236,11 @@ var (
 	appended     = map[string]bool{}
 )
 
-func appendKnownHost(path, hostname string, key ssh.PublicKey) error {
+func appendKnownHost(path, hostname string, key ssh.PublicKey, hashed bool) error {
 	line := knownhosts.Line([]string{knownhosts.Normalize(hostname)}, key) + "\n"
+	if hashed {
+		line = knownhosts.Line([]string{xknownhosts.HashHostname(knownhosts.Normalize(hostname))}, key) + "\n"
+	}
 	knownHostsMu.Lock()
 	defer knownHostsMu.Unlock()
 	if appended[path+"\x00"+line] {

@@ -2,8 +2,6 @@ package sshconn
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 
 	"github.com/orch-dev/orch/engine/conn"
 )
@@ -11,25 +9,34 @@ import (
 func init() { conn.Register("ssh", dialHost) }
 
 // dialHost maps an inventory host and the run's SSH settings onto Config.
+// The host's own ssh args (ansible_ssh_common_args) and timeout beat the
+// run's.
 func dialHost(ctx context.Context, req conn.DialRequest) (conn.Conn, error) {
 	h, o := req.Host, req.SSH
-	known := o.KnownHosts
-	if len(known) == 0 {
-		home, _ := os.UserHomeDir()
-		known = []string{filepath.Join(home, ".ssh", "known_hosts")}
-	}
 	cfg := Config{
-		HostName:        h.Name,
-		Address:         h.Address,
-		Port:            h.Port,
-		User:            h.User,
-		Agent:           true,
-		KnownHostsFiles: known,
-		HostKeyCheck:    o.HostKeyCheck,
-		UseSSHConfig:    !o.NoSSHConfig,
-		SSHConfigPath:   o.SSHConfig,
-		ConnectTimeout:  o.ConnectTimeout,
-		Warn:            req.Warn,
+		HostName:             h.Name,
+		Address:              h.Address,
+		Port:                 h.Port,
+		User:                 h.User,
+		Agent:                true,
+		KnownHostsFiles:      o.KnownHosts,
+		ExtraKnownHostsFiles: o.ExtraKnownHosts,
+		HostKeyCheck:         o.HostKeyCheck,
+		UseSSHConfig:         !o.NoSSHConfig,
+		SSHConfigPath:        o.SSHConfig,
+		ConnectTimeout:       o.ConnectTimeout,
+		Warn:                 req.Warn,
+		ProxyCommand:         h.SSH.ProxyCommand,
+		ProxyJump:            h.SSH.ProxyJump,
+	}
+	if len(h.SSH.UserKnownHostsFiles) > 0 {
+		cfg.KnownHostsFiles = h.SSH.UserKnownHostsFiles
+	}
+	if h.SSH.StrictHostKeyChecking != "" {
+		cfg.HostKeyCheck = h.SSH.StrictHostKeyChecking
+	}
+	if h.ConnectTimeout > 0 {
+		cfg.ConnectTimeout = h.ConnectTimeout
 	}
 	if h.Key != "" {
 		cfg.KeyFiles = []string{h.Key}

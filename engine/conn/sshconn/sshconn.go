@@ -2,9 +2,10 @@
 // client per host, reused by every task, running scripts in multiplexed
 // sessions and writing files over SFTP.
 //
-// Dial honours ~/.ssh/config (Host, HostName, Port, User, IdentityFile,
-// ProxyJump), ssh-agent and known_hosts files (hashed entries too), with the
-// host key policies strict, accept-new and off.
+// Dial honours ~/.ssh/config and /etc/ssh/ssh_config as OpenSSH reads them
+// (see sshconfig.go), ssh-agent (keys and certificates), and known_hosts
+// files (hashed entries too), with the host key policies strict,
+// accept-new and off.
 //
 // Errors from Dial that mean "could not reach or log in to the host" are
 // *conn.UnreachableError; a rejected host key is additionally a
@@ -50,27 +51,35 @@ const (
 // Config says how to reach one host. Explicit fields win over ~/.ssh/config,
 // which wins over the defaults.
 type Config struct {
-	// HostName is the inventory name. It appears in errors and is the name
-	// matched against Host patterns in the ssh config.
+	// HostName is the inventory name. It appears in errors, and the ssh
+	// config is evaluated for it when Address is empty.
 	HostName string
-	// Address to connect to. Empty, or equal to HostName, lets the ssh
-	// config's HostName apply; otherwise the host name itself is used.
+	// Address is what ssh would be given as the host (Ansible's
+	// ansible_host): the ssh config is evaluated for it, HostName included.
 	Address string
 	Port    int    // default: ssh config, then 22
 	User    string // default: ssh config, then the current user
-	// KeyFiles are private keys to offer. They must exist. Default: the ssh
-	// config's IdentityFile, then ~/.ssh/id_ed25519, id_ecdsa and id_rsa
-	// (whichever exist).
+	// KeyFiles are private keys to offer before the ssh config's
+	// IdentityFile ones, as ssh -i does. They must exist. With neither,
+	// ssh's default keys are tried (~/.ssh/id_rsa, id_ecdsa, id_ed25519, …).
 	KeyFiles []string
 	// ProxyJump is "[user@]host[:port][,…]" as in ssh -J; "none" disables
 	// a ProxyJump from the ssh config. Default: the ssh config's ProxyJump.
 	ProxyJump string
+	// ProxyCommand reaches the host through a command's standard input and
+	// output, as ssh's; "none" disables one from the ssh config. ProxyJump
+	// and ProxyCommand exclude each other: the first one set wins.
+	ProxyCommand string
 	// Agent offers the keys of the ssh-agent at $SSH_AUTH_SOCK, if set.
 	Agent bool
 
-	// KnownHostsFiles default to ~/.ssh/known_hosts. Under accept-new, new
-	// keys are appended to the first one, which is created if missing.
-	KnownHostsFiles []string
+	// KnownHostsFiles default to the ssh config's UserKnownHostsFile, or
+	// ~/.ssh/known_hosts and known_hosts2. Under accept-new, new keys are
+	// appended to the first one, which is created if missing. The ssh
+	// config's GlobalKnownHostsFile (default /etc/ssh/ssh_known_hosts) and
+	// ExtraKnownHostsFiles are trusted too but never written.
+	KnownHostsFiles      []string
+	ExtraKnownHostsFiles []string
 	// HostKeyCheck is Strict, AcceptNew (default) or Off.
 	HostKeyCheck string
 
@@ -126,7 +135,12 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	chain, err := d.chain(d.targetHop(), 0)
+	d.ctx = ctx
+	first, err := d.targetHop()
+	if err != nil {
+		return nil, fmt.Errorf("ssh %s: %w", cfg.HostName, err)
+	}
+	chain, err := d.chain(first, 0)
 	if err != nil {
 		return nil, fmt.Errorf("ssh %s: %w", cfg.HostName, err)
 	}
