@@ -21,6 +21,7 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
+	"github.com/orch-dev/orch/lab/internal/atomicfile"
 	"github.com/orch-dev/orch/lab/internal/flock"
 )
 
@@ -80,31 +81,10 @@ func writeJSON(path string, v any, mode os.FileMode) error {
 	return writeFileAtomic(path, append(data, '\n'), mode)
 }
 
-// writeFileAtomic replaces path so that readers in other processes (the
-// CLI reading known_hosts while the cloud rewrites it) never see half a file.
+// writeFileAtomic replaces path so that readers in other processes never
+// see half a file.
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
-		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm() == mode {
-			return nil // unchanged: keep the file and its mtime
-		}
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return atomicfile.Write(path, data, mode)
 }
 
 func randomHex(n int) string {

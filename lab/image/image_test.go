@@ -85,6 +85,19 @@ func TestTag(t *testing.T) {
 	}
 }
 
+func TestRootCommand(t *testing.T) {
+	sudo := func(ok bool) func() bool { return func() bool { return ok } }
+	if r, err := rootCommand(0, sudo(false)); err != nil || len(r) != 0 {
+		t.Errorf("as root: %q %v", r, err)
+	}
+	if r, err := rootCommand(1000, sudo(true)); err != nil || !slices.Equal(r.argv("tar", "-c"), []string{"sudo", "-n", "--", "tar", "-c"}) {
+		t.Errorf("with sudo: %q %v", r, err)
+	}
+	if _, err := rootCommand(1000, sudo(false)); err == nil || !strings.Contains(err.Error(), "needs root") {
+		t.Errorf("without root or sudo: %v", err)
+	}
+}
+
 func dockerOrSkip(t *testing.T) {
 	if err := exec.Command("docker", "info").Run(); err != nil {
 		require.Missing(t, "no docker engine (docker info failed)")
@@ -115,13 +128,22 @@ echo python: $(dpkg-query -W -f '${Package}\n' | grep -c '^python' || true)
 echo hostkeys: $(ls /etc/ssh/ | grep -c ssh_host_ || true)
 echo recursion: $(grep -c 'recursion no' /etc/bind/named.conf.options)
 ls /etc/nginx/modules-enabled/ | grep -q stream && echo stream: yes
-for s in ssh named nginx haproxy; do test -x /etc/init.d/$s || echo "no init script for $s"; done
+for s in ssh named nginx haproxy apt-cacher-ng; do test -x /etc/init.d/$s || echo "no init script for $s"; done
+echo started at boot: $(ls /etc/rc2.d | grep '^S' | tr '\n' ' ')
+for u in deploy deploy-pw; do echo "$u: $(getent passwd $u | cut -d: -f6,7) $(getent shadow $u | cut -d: -f2 | cut -c1-3)"; done
+visudo -c -q && echo sudoers: ok
+for tool in sudo socat curl haproxy apt-cacher-ng; do command -v $tool >/dev/null || echo "no $tool"; done
 `
 	got, err := exec.Command("docker", "run", "--rm", "--network", "none", tag, "/bin/sh", "-c", script).CombinedOutput()
 	if err != nil {
 		t.Fatalf("%v: %s", err, got)
 	}
-	if want := "python: 0\nhostkeys: 0\nrecursion: 1\nstream: yes\n"; string(got) != want {
+	want := "python: 0\nhostkeys: 0\nrecursion: 1\nstream: yes\n" +
+		"started at boot: S01ssh S01sudo\n" +
+		"deploy: /home/deploy:/bin/bash *\n" +
+		"deploy-pw: /home/deploy-pw:/bin/bash $y$\n" + // a yescrypt hash: it has a password
+		"sudoers: ok\n"
+	if string(got) != want {
 		t.Errorf("image contents:\n%s\nwant:\n%s", got, want)
 	}
 }
