@@ -91,7 +91,7 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(state)
 	testOpts = lab.Options{
-		StateDir:     state,
+		Dir:          state,
 		Prefix:       fmt.Sprintf("%s%d", testPrefix, os.Getpid()),
 		Logf:         logf,
 		CloudCommand: []string{os.Args[0]},
@@ -109,7 +109,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "lab tests: down left docker objects behind:", left)
 		return 1
 	}
-	if _, err := os.Stat(filepath.Join(state, "lab")); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(state); !errors.Is(err, os.ErrNotExist) {
 		fmt.Fprintln(os.Stderr, "lab tests: down left the state dir behind")
 		return 1
 	}
@@ -128,10 +128,10 @@ func sweepStaleLabs() {
 	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "orch-lab-test-*"))
 	for _, dir := range dirs {
 		var st struct{ Prefix string }
-		data, _ := os.ReadFile(filepath.Join(dir, "lab", "lab.json"))
+		data, _ := os.ReadFile(filepath.Join(dir, "lab.json"))
 		if json.Unmarshal(data, &st) == nil && stale(st.Prefix) {
 			logf("lab tests: removing the stale test lab %s", st.Prefix)
-			lab.Down(context.Background(), lab.Options{StateDir: dir, Prefix: st.Prefix})
+			lab.Down(context.Background(), lab.Options{Dir: dir, Prefix: st.Prefix})
 			os.RemoveAll(dir)
 		}
 	}
@@ -139,7 +139,7 @@ func sweepStaleLabs() {
 	for _, prefix := range strings.Fields(string(out)) {
 		if stale(prefix) {
 			logf("lab tests: removing the stale test lab %s", prefix)
-			lab.Down(context.Background(), lab.Options{StateDir: filepath.Join(os.TempDir(), "orch-lab-test-none"), Prefix: prefix})
+			lab.Down(context.Background(), lab.Options{Dir: filepath.Join(os.TempDir(), "orch-lab-test-none"), Prefix: prefix})
 		}
 	}
 }
@@ -301,7 +301,7 @@ func TestEnv(t *testing.T) {
 		}
 	}
 	// Open reads the same lab back.
-	again, err := lab.Open(testOpts.StateDir)
+	again, err := lab.Open(testOpts.Dir)
 	if err != nil {
 		t.Fatal(err)
 	}

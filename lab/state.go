@@ -25,25 +25,27 @@ import (
 	"github.com/orch-dev/orch/lab/internal/flock"
 )
 
-// Files under <state>/lab/.
+// Files in the lab state folder.
 const (
-	stateFile      = "lab.json"       // labState
-	tokensFile     = "tokens.json"    // cloud API tokens, 0600
-	cloudFile      = "cloud.json"     // cloudProcess, written by ServeCloud
-	cloudLog       = "cloud.log"      // the cloud process's output
-	keyFile        = "id_ed25519"     // the lab's SSH client key (and .pub)
-	knownHostsFile = "known_hosts"    // every lab machine's host key, by address
-	hostKeysDir    = "hostkeys"       // default hosts' host keys, kept across re-creation
-	reservedFile   = "reserved.json"  // reserved IP -> container ID
-	inventoryYAML  = "inventory.yaml" // for users: an Ansible YAML inventory of the lab
-	inventoryINI   = "inventory.ini"  // the same as INI
-	lockFile       = ".lock"          // serialises short state edits across processes
-	upLockFile     = ".up.lock"       // serialises Up and Down
-	subdir         = "lab"            // the lab's folder in the orch state dir
-	labelLab       = "dev.orch.lab"   // container and network label: the lab's prefix
+	stateFile      = "lab.json"         // labState
+	tokensFile     = "tokens.json"      // cloud API tokens, 0600
+	cloudFile      = "cloud.json"       // cloudProcess, written by ServeCloud
+	cloudLog       = "cloud.log"        // the cloud process's output
+	keyFile        = "id_ed25519"       // the lab's SSH client key (and .pub)
+	knownHostsFile = "known_hosts"      // every lab machine's host key, by address
+	hostKeysDir    = "hostkeys"         // default hosts' host keys, kept across re-creation
+	reservedFile   = "reserved.json"    // reserved IP -> container ID
+	inventoryYAML  = "inventory.yaml"   // for users: an Ansible YAML inventory of the lab
+	inventoryINI   = "inventory.ini"    // the same as INI
+	lockFile       = ".lock"            // serialises short state edits across processes
+	upLockFile     = ".up.lock"         // serialises Up and Down
+	cloudStateFile = "cloud-state.json" // the lab cloud's API objects, 0600 (see cloud.Open)
+	labelLab       = "dev.orch.lab"     // container and network label: the lab's prefix
 	labelGroups    = "dev.orch.lab.groups"
 	labelKind      = "dev.orch.lab.kind" // "default" (topology) or "cloud"
 	labelImage     = "dev.orch.lab.image"
+	labelKey       = "dev.orch.lab.key"   // a cloud machine's MachineSpec.Key
+	labelState     = "dev.orch.lab.state" // network label: the lab's state folder
 )
 
 // labState is the lab's durable description, written by Up.
@@ -52,6 +54,7 @@ type labState struct {
 	Network string `json:"network"` // docker network name
 	Subnet  string `json:"subnet"`  // e.g. 172.30.0.0/24
 	Image   string `json:"image"`   // the lab image tag machines start from
+	Seeded  bool   `json:"seeded"`  // the name servers were created in the lab cloud
 }
 
 type tokens struct {

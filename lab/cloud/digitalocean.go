@@ -551,6 +551,7 @@ func (s *Server) provisionDroplet(ctx context.Context, d *droplet, a *doAction, 
 	case deleted:
 	case err != nil:
 		d.status = "off"
+		s.logf("lab cloud: droplet %d (%s) did not start: %v", d.id, d.name, err)
 	default:
 		d.machineID, d.address, d.status = m.ID, m.Address, "active"
 	}

@@ -315,6 +315,7 @@ func (s *Server) provisionLinode(ctx context.Context, in *linodeInstance, spec M
 	case deleted:
 	case err != nil:
 		in.status = "offline"
+		s.logf("lab cloud: linode %d (%s) did not start: %v", in.id, in.label, err)
 	default:
 		in.machineID, in.address, in.status = m.ID, m.Address, "running"
 	}
