@@ -13,6 +13,16 @@ if [ -f "$seed/boot.sh" ] && [ ! -e /var/lib/orch-lab/booted ]; then
 	: >/var/lib/orch-lab/booted
 fi
 
+# Docker gives a restarted container the hostname it was created with; a
+# machine the lab renamed gets its name back in /etc (the kernel's hostname
+# needs a privilege the machine lacks: the lab's next start sets it).
+if [ -s "$seed/hostname" ] && [ "$(cat "$seed/hostname")" != "$(hostname)" ]; then
+	name=$(cat "$seed/hostname")
+	echo "$name" >/etc/hostname
+	sed "s/[[:space:]]$(hostname)\$/ $name $(hostname)/" /etc/hosts >/tmp/.orch-hosts && cat /tmp/.orch-hosts >/etc/hosts
+	rm -f /tmp/.orch-hosts
+fi
+
 # The lab keeps this list current as reserved IPs move, running or not, so a
 # restarted machine gets back what it holds. Unsolicited ARP tells the
 # neighbours (the host included) where the address is now.

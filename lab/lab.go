@@ -418,6 +418,7 @@ type container struct {
 	kind    string // "default" (topology) or "cloud"
 	key     string // the cloud API object it belongs to (MachineSpec.Key)
 	image   string
+	created string // the hostname it was created with, which docker restores at every start
 }
 
 // containers lists the lab's containers, sorted by name.
@@ -441,8 +442,9 @@ func (l *Lab) containers(ctx context.Context) ([]container, error) {
 		Name   string
 		State  struct{ Running bool }
 		Config struct {
-			Image  string
-			Labels map[string]string
+			Image    string
+			Hostname string
+			Labels   map[string]string
 		}
 		NetworkSettings struct {
 			Networks map[string]struct {
@@ -466,6 +468,7 @@ func (l *Lab) containers(ctx context.Context) ([]container, error) {
 			kind:    r.Config.Labels[labelKind],
 			key:     r.Config.Labels[labelKey],
 			image:   r.Config.Image,
+			created: r.Config.Hostname,
 		}
 		if nw.IPAMConfig != nil {
 			c.fixed = nw.IPAMConfig.IPv4Address
@@ -538,21 +541,30 @@ func localNetworks() []netip.Prefix {
 }
 
 // startStopped starts every lab machine that is stopped, all at once, and
-// waits for their sshd.
+// waits for their sshd. A renamed machine that docker restarted with the
+// hostname it was created with gets its name back.
 func (l *Lab) startStopped(ctx context.Context) error {
 	existing, err := l.containers(ctx)
 	if err != nil {
 		return err
 	}
-	var stopped []container
-	for _, c := range existing {
+	return parallel(existing, func(c container) error {
 		if !c.running {
-			stopped = append(stopped, c)
+			l.logf("lab: starting %s", c.name)
+			if err := l.startAndWait(ctx, c.id); err != nil {
+				return fmt.Errorf("%s: %w", c.name, err)
+			}
 		}
-	}
-	return parallel(stopped, func(c container) error {
-		l.logf("lab: starting %s", c.name)
-		return l.startAndWait(ctx, c.id)
+		if c.created == c.name {
+			return nil
+		}
+		if now, err := l.exec(ctx, c.id, "hostname", false); err == nil && strings.TrimSpace(string(now)) == c.name {
+			return nil
+		}
+		if err := l.setHostname(ctx, c.id, c.name); err != nil {
+			l.logf("lab: %s: the kernel hostname stays %s: %v", c.name, c.created, err)
+		}
+		return nil
 	})
 }
 

@@ -239,6 +239,7 @@ func (m *Machines) Rename(ctx context.Context, id, name string) error {
 	// in place. Names are plain words (machineName), safe in the script.
 	script := fmt.Sprintf(`set -e
 echo %[1]s > /etc/hostname
+echo %[1]s > `+seedDir+`/hostname
 sed 's/[[:space:]]%[2]s$/ %[1]s/' /etc/hosts > /tmp/.orch-hosts
 cat /tmp/.orch-hosts > /etc/hosts
 rm -f /tmp/.orch-hosts

@@ -57,8 +57,9 @@ visudo -c -q -f /etc/sudoers.d/orch-lab
 # The lab's apt proxy runs apt-cacher-ng as its own user, in the foreground.
 chown apt-cacher-ng:apt-cacher-ng /run/apt-cacher-ng
 
-# Later installs stay as lean as the image.
-printf 'APT::Install-Recommends "false";\n' > /etc/apt/apt.conf.d/99orch-lab
+# Later installs stay as lean as the image, and package list updates
+# fetch no translations.
+printf 'APT::Install-Recommends "false";\nAcquire::Languages "none";\n' > /etc/apt/apt.conf.d/99orch-lab
 
 if dpkg-query -W -f '${Package}\n' | grep -q '^python'; then
 	echo "orch lab image: a python package was pulled in:" >&2

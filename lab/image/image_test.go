@@ -148,6 +148,59 @@ for tool in sudo socat curl haproxy apt-cacher-ng; do command -v $tool >/dev/nul
 	}
 }
 
+// insideEnv makes this test binary, run in a lab image container, do the
+// part of TestInstallsBuildTools that needs a machine without debootstrap.
+const insideEnv = "ORCH_LAB_TEST_INSIDE"
+
+// TestInstallsBuildTools runs the build's first step on a Debian machine
+// that lacks debootstrap (a container of the lab image, as root): it
+// installs it with apt-get and says so. It downloads the package lists, so
+// it runs only when ORCH_LAB_TEST_BUILD=1, as in CI.
+func TestInstallsBuildTools(t *testing.T) {
+	if os.Getenv(insideEnv) == "1" {
+		var notices []string
+		logPath := filepath.Join(t.TempDir(), "build.log")
+		root, err := rootCommand(os.Geteuid(), sudoWorks)
+		if err != nil {
+			t.Fatal(err)
+		}
+		missing := missingBuildTools()
+		if !slices.Contains(missing, "debootstrap") {
+			t.Fatalf("debootstrap is already here: %v", missing)
+		}
+		err = installBuildTools(context.Background(), root, missing, logPath, func(f string, a ...any) { notices = append(notices, fmt.Sprintf(f, a...)) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if left := missingBuildTools(); len(left) != 0 {
+			t.Errorf("still missing after the install: %v", left)
+		}
+		if len(notices) != 1 || !strings.Contains(notices[0], "installing debootstrap with apt-get (as root)") {
+			t.Errorf("notices: %q", notices)
+		}
+		return
+	}
+	if os.Getenv("ORCH_LAB_TEST_BUILD") != "1" {
+		t.Skip("set ORCH_LAB_TEST_BUILD=1 to install debootstrap in a container")
+	}
+	dockerOrSkip(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	tag, err := Ensure(ctx, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.CommandContext(ctx, "docker", "run", "--rm", "-e", insideEnv+"=1", "-v", self+":/image.test:ro",
+		tag, "/image.test", "-test.run", "^TestInstallsBuildTools$", "-test.v").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestInstallsBuildTools") {
+		t.Fatalf("in a container of %s: %v\n%s", tag, err, out)
+	}
+}
+
 // TestBootstrapBuild rebuilds the image from scratch under another tag. It
 // takes about a minute, so it runs only when ORCH_LAB_TEST_BUILD=1; on a new
 // machine TestImage goes through the same build anyway.
