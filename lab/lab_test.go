@@ -228,6 +228,20 @@ func TestUpIsIdempotent(t *testing.T) {
 	}
 }
 
+// TestOneStatePerLab: a lab's docker objects are never adopted by another
+// state folder, which would not know their host keys.
+func TestOneStatePerLab(t *testing.T) {
+	needLab(t)
+	other := t.TempDir()
+	_, err := lab.Up(context.Background(), lab.Options{Dir: other, Prefix: testOpts.Prefix, Logf: logf})
+	if err == nil || !strings.Contains(err.Error(), "belongs to the state in "+testOpts.Dir) || !strings.Contains(err.Error(), "ORCH_LAB_STATE="+testOpts.Dir) {
+		t.Fatalf("Up from another state folder: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(other, "lab.json")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the refused Up wrote a lab state: %v", err)
+	}
+}
+
 func TestStatus(t *testing.T) {
 	l := needLab(t)
 	st := status(t)

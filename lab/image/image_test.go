@@ -98,6 +98,19 @@ func TestRootCommand(t *testing.T) {
 	}
 }
 
+// ensureForTest builds the image if the engine lacks it, and returns its
+// tag with a context for the test's docker commands.
+func ensureForTest(t *testing.T) (context.Context, string) {
+	dockerOrSkip(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	t.Cleanup(cancel)
+	tag, err := Ensure(ctx, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctx, tag
+}
+
 func dockerOrSkip(t *testing.T) {
 	if err := exec.Command("docker", "info").Run(); err != nil {
 		require.Missing(t, "no docker engine (docker info failed)")
@@ -107,13 +120,7 @@ func dockerOrSkip(t *testing.T) {
 // TestImage builds the image if this engine lacks it (with debootstrap where
 // no Debian base image is present) and checks what is inside.
 func TestImage(t *testing.T) {
-	dockerOrSkip(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
-	defer cancel()
-	tag, err := Ensure(ctx, t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, tag := ensureForTest(t)
 	out, err := exec.Command("docker", "image", "inspect", "--format",
 		`{{index .Config.Labels "`+RecipeLabel+`"}} {{json .Config.Entrypoint}}`, tag).Output()
 	if err != nil {
@@ -183,13 +190,7 @@ func TestInstallsBuildTools(t *testing.T) {
 	if os.Getenv("ORCH_LAB_TEST_BUILD") != "1" {
 		t.Skip("set ORCH_LAB_TEST_BUILD=1 to install debootstrap in a container")
 	}
-	dockerOrSkip(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
-	defer cancel()
-	tag, err := Ensure(ctx, t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, tag := ensureForTest(t)
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
