@@ -137,6 +137,8 @@ func TestSeedTarball(t *testing.T) {
 		hostKeys:       map[string][]byte{"ssh_host_ed25519_key": []byte("k"), "ssh_host_ed25519_key.pub": []byte("p")},
 		authorizedKeys: []string{"ssh-ed25519 AAAA lab"},
 		files:          []seedFile{{path: "/etc/x", data: []byte("x"), mode: 0o644}},
+		userKeys:       []string{"ssh-ed25519 AAAA lab"},
+		aptProxy:       "http://172.30.0.5:3142/",
 		runcmd:         []string{"true"},
 		services:       []string{"named"},
 	}
@@ -145,6 +147,7 @@ func TestSeedTarball(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := map[string]int64{}
+	content := map[string]string{}
 	tr := tar.NewReader(bytes.NewReader(data))
 	for {
 		h, err := tr.Next()
@@ -155,20 +158,36 @@ func TestSeedTarball(t *testing.T) {
 			t.Fatal(err)
 		}
 		got[h.Name] = h.Mode
+		b, _ := io.ReadAll(tr)
+		content[h.Name] = string(b)
 	}
 	for name, mode := range map[string]int64{
-		"usr/local/lib/orch-lab/init.sh":   0o755,
-		"etc/orch-lab/boot.sh":             0o700,
-		"etc/orch-lab/services":            0o644,
-		"etc/orch-lab/files/0":             0o600,
-		"etc/orch-lab/runcmd.sh":           0o700,
-		"root/.ssh/":                       0o700,
-		"root/.ssh/authorized_keys":        0o600,
-		"etc/ssh/ssh_host_ed25519_key":     0o600,
-		"etc/ssh/ssh_host_ed25519_key.pub": 0o644,
+		"usr/local/lib/orch-lab/init.sh":      0o755,
+		"etc/orch-lab/boot.sh":                0o700,
+		"etc/orch-lab/user-keys":              0o600,
+		"etc/apt/apt.conf.d/01orch-lab-proxy": 0o644,
+		"etc/orch-lab/files/0":                0o600,
+		"etc/orch-lab/runcmd.sh":              0o700,
+		"root/.ssh/":                          0o700,
+		"root/.ssh/authorized_keys":           0o600,
+		"etc/ssh/ssh_host_ed25519_key":        0o600,
+		"etc/ssh/ssh_host_ed25519_key.pub":    0o644,
 	} {
 		if m, ok := got[name]; !ok || m != mode {
 			t.Errorf("%s: mode %o (present %v), want %o", name, m, ok, mode)
+		}
+	}
+	if got := content["etc/apt/apt.conf.d/01orch-lab-proxy"]; !strings.Contains(got, `Acquire::http::Proxy "http://172.30.0.5:3142/";`) {
+		t.Errorf("apt proxy config: %q", got)
+	}
+	boot := content["etc/orch-lab/boot.sh"]
+	for _, want := range []string{
+		"update-rc.d named enable",
+		"install -m 0600 -o deploy -g deploy /etc/orch-lab/user-keys /home/deploy/.ssh/authorized_keys",
+		"install -m 0600 -o deploy-pw -g deploy-pw /etc/orch-lab/user-keys /home/deploy-pw/.ssh/authorized_keys",
+	} {
+		if !strings.Contains(boot, want) {
+			t.Errorf("boot.sh lacks %q:\n%s", want, boot)
 		}
 	}
 }

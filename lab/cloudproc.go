@@ -21,9 +21,9 @@ import (
 // Up starts this executable detached (Options.CloudCommand, by default
 // `orch lab serve-cloud --state DIR`), which calls ServeCloud. ServeCloud
 // records its pid and port in cloud.json; Up checks them and restarts a dead
-// cloud, Down stops it. The cloud's own state (instances, droplets) lives in
-// its memory, so a restarted cloud forgets earlier API objects; their
-// machines stay in the lab until Down.
+// cloud, Down stops it. The cloud's own state (instances, droplets, actions,
+// reserved IPs) lives in cloud-state.json, so a restarted cloud carries on
+// where the last one stopped (see cloud.Open).
 
 // cloudProcess is cloud.json.
 type cloudProcess struct {
@@ -32,11 +32,11 @@ type cloudProcess struct {
 	StartTime string `json:"start_time"` // from /proc/PID/stat, to tell a reused pid apart
 }
 
-// ServeCloud serves the lab cloud API for the lab in stateDir on
-// 127.0.0.1 until ctx is done. It is what the hidden `orch lab serve-cloud
-// --state DIR` command runs; Up starts that command in the background.
-func ServeCloud(ctx context.Context, stateDir string) error {
-	l, err := Open(stateDir)
+// ServeCloud serves the lab cloud API for the lab in dir on 127.0.0.1
+// until ctx is done. It is what the hidden `orch lab serve-cloud --state DIR`
+// command runs; Up starts that command in the background.
+func ServeCloud(ctx context.Context, dir string) error {
+	l, err := Open(dir)
 	if err != nil {
 		return err
 	}
@@ -58,7 +58,12 @@ func ServeCloud(ctx context.Context, stateDir string) error {
 			return fmt.Errorf("lab cloud: %w", err)
 		}
 	}
-	srv := cloud.NewServer(l.Machines(), cloud.Tokens{Linode: l.tokens.Linode, DigitalOcean: l.tokens.DigitalOcean})
+	srv, err := cloud.Open(l.Machines(), cloud.Tokens{Linode: l.tokens.Linode, DigitalOcean: l.tokens.DigitalOcean},
+		filepath.Join(l.dir, cloudStateFile), l.logf)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("lab cloud: %w", err)
+	}
 	defer srv.Close()
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
 
@@ -122,7 +127,7 @@ func (l *Lab) ensureCloud(ctx context.Context, opts Options) error {
 		if err != nil {
 			return err
 		}
-		args = []string{exe, "lab", "serve-cloud", "--state", opts.StateDir}
+		args = []string{exe, "lab", "serve-cloud", "--state", opts.Dir}
 	}
 	logFile, err := os.OpenFile(filepath.Join(l.dir, cloudLog), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {

@@ -3,17 +3,23 @@
 // (package lab/cloud) whose instances are more such containers. The same
 // plans run against the lab and against real hosts and clouds.
 //
-// The default topology is ns1 and ns2 (group dns, BIND serving example.test)
-// behind lb1 and lb2 (group lb, nginx proxying UDP and TCP port 53 to them).
-// Every machine trusts the lab's SSH client key for root and has a host key
-// the lab recorded in its own known_hosts, so lab runs check host keys
-// strictly.
+// The default topology (topology.go) is ns1 and ns2, instances of the lab
+// cloud tagged dns with BIND serving example.test, behind lb1 and lb2
+// (group lb, nginx proxying UDP and TCP port 53 to them). Every machine
+// trusts the lab's SSH client key for root and for the users deploy and
+// deploy-pw, and has a host key the lab recorded in its own known_hosts, so
+// lab runs check host keys strictly. Every machine's apt goes through the
+// machine's apt proxy (aptproxy.go).
 //
-// State lives under <orch state dir>/lab/: lab.json (prefix, network, subnet,
-// image), the client key id_ed25519, known_hosts, the default hosts' host
-// keys, the cloud tokens (0600), the cloud process's pid and port, and
-// inventory.yaml / inventory.ini for users. Docker objects carry the label
-// dev.orch.lab=<prefix> so that Down finds everything Up made.
+// There is one lab per machine: its state lives in Options.Dir, which
+// cmd/orch points at one folder whatever directory it runs from. In it:
+// lab.json (prefix, network, subnet, image), the client key id_ed25519,
+// known_hosts, the host keys the lab keeps per name, the cloud tokens
+// (0600), the cloud process's pid and port, the cloud's own state
+// (cloud-state.json, 0600), and inventory.yaml / inventory.ini for users.
+// Docker objects carry the label dev.orch.lab=<prefix> so that Down finds
+// everything Up made, and the network also names the state folder, so that
+// a lab is never adopted by another state.
 //
 // The lab cloud runs as a background process of the orch binary (`orch lab
 // serve-cloud --state DIR`, which calls ServeCloud) so that it outlives `orch
@@ -55,9 +61,10 @@ const DefaultPrefix = "orch-lab"
 
 // Options configure Up and Down.
 type Options struct {
-	// StateDir is orch's state dir ($ORCH_STATE, or .orch in the working
-	// directory); the lab keeps its state in StateDir/lab.
-	StateDir string
+	// Dir is the lab's state folder. cmd/orch makes it $ORCH_LAB_STATE,
+	// else $XDG_STATE_HOME/orch/lab, else ~/.local/state/orch/lab: one lab
+	// per machine, whatever directory a command runs from.
+	Dir string
 	// Prefix names the docker network and prefixes container names;
 	// DefaultPrefix when empty. A lab keeps the prefix it was created with.
 	Prefix string
@@ -65,21 +72,21 @@ type Options struct {
 	Logf func(format string, args ...any)
 	// CloudCommand is the command that runs ServeCloud for this lab in the
 	// background. The default is this executable with
-	// "lab serve-cloud --state StateDir". Tests point it at their own binary.
+	// "lab serve-cloud --state Dir". Tests point it at their own binary.
 	CloudCommand []string
 	// CloudEnv is added to the cloud process's environment.
 	CloudEnv []string
 }
 
 func (o Options) withDefaults() (Options, error) {
-	if o.StateDir == "" {
+	if o.Dir == "" {
 		return o, errors.New("lab: no state dir")
 	}
-	abs, err := filepath.Abs(o.StateDir)
+	abs, err := filepath.Abs(o.Dir)
 	if err != nil {
 		return o, err
 	}
-	o.StateDir = abs
+	o.Dir = abs
 	if o.Prefix == "" {
 		o.Prefix = DefaultPrefix
 	}
@@ -91,7 +98,7 @@ func (o Options) withDefaults() (Options, error) {
 
 // Lab is a lab that is up (or was, when Open found its state).
 type Lab struct {
-	dir    string // <state>/lab
+	dir    string // the state folder, Options.Dir
 	st     labState
 	subnet netip.Prefix
 	tokens tokens
@@ -117,16 +124,19 @@ func EnsureImage(ctx context.Context, logf func(format string, args ...any)) (st
 }
 
 // Up starts the lab, or checks that it runs: the image, the network, the
-// default hosts and the cloud process. It is idempotent: on a running lab it
-// changes nothing and returns quickly. Hosts that exist are left as they
-// are, even if plans changed them; missing ones are created and stopped
-// ones started.
+// apt proxy, the cloud process, the name servers and the load balancers. It
+// is idempotent: on a running lab it changes nothing and returns quickly.
+// Machines that exist are left as they are, even if plans changed them;
+// stopped ones are started. The name servers are created in the lab cloud
+// on the lab's first start only: afterwards they are the cloud's, and plans
+// replace them. Missing load balancers are created with the running name
+// servers as their upstreams.
 func Up(ctx context.Context, opts Options) (*Lab, error) {
 	opts, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	dir := filepath.Join(opts.StateDir, subdir)
+	dir := opts.Dir
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("lab: %w", err)
 	}
@@ -147,6 +157,9 @@ func Up(ctx context.Context, opts Options) (*Lab, error) {
 	switch err := readJSON(filepath.Join(dir, stateFile), &l.st); {
 	case errors.Is(err, fs.ErrNotExist):
 		l.st = labState{Prefix: opts.Prefix, Network: opts.Prefix}
+		if err := l.checkNoOrphans(ctx); err != nil {
+			return nil, err
+		}
 	case err != nil:
 		return nil, fmt.Errorf("lab: %w", err)
 	}
@@ -166,24 +179,65 @@ func Up(ctx context.Context, opts Options) (*Lab, error) {
 	if err := writeJSON(filepath.Join(dir, stateFile), l.st, 0o644); err != nil {
 		return nil, fmt.Errorf("lab: %w", err)
 	}
-	if err := l.ensureHosts(ctx); err != nil {
+	if err := l.ensureAptProxy(ctx); err != nil {
 		return nil, fmt.Errorf("lab: %w", err)
 	}
 	if err := l.ensureCloud(ctx, opts); err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
+	}
+	if err := l.startStopped(ctx); err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
+	}
+	if !l.st.Seeded {
+		if err := l.seedNameServers(ctx); err != nil {
+			return nil, fmt.Errorf("lab: %w", err)
+		}
+		l.st.Seeded = true
+		if err := writeJSON(filepath.Join(dir, stateFile), l.st, 0o644); err != nil {
+			return nil, fmt.Errorf("lab: %w", err)
+		}
+	}
+	if err := l.ensureHosts(ctx); err != nil {
 		return nil, fmt.Errorf("lab: %w", err)
 	}
 	l.refreshInventory(ctx)
 	return l, nil
 }
 
-// Open reads the state of a lab that Up started in stateDir. It returns
-// ErrNotUp when there is none. It does not check that the lab still runs.
-func Open(stateDir string) (*Lab, error) {
-	abs, err := filepath.Abs(stateDir)
+// checkNoOrphans refuses to start a lab whose docker objects exist already
+// without its state here: they belong to a lab whose state is elsewhere (or
+// lost), and their host keys are unknown to this one.
+func (l *Lab) checkNoOrphans(ctx context.Context) error {
+	owner, err := dockercli.Run(ctx, nil, "network", "inspect", "--format", `{{index .Labels "`+labelState+`"}}`, l.st.Network)
+	if errors.Is(err, dockercli.ErrNoSuchObject) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
+	if owner != "" && owner != l.dir {
+		if _, err := os.Stat(filepath.Join(owner, stateFile)); err == nil {
+			return fmt.Errorf("lab: the lab named %s belongs to the state in %s, not %s: use that state (ORCH_LAB_STATE=%s), or name another lab with ORCH_LAB_PREFIX",
+				l.st.Prefix, owner, l.dir, owner)
+		}
+	}
+	from := "an older orch, which kept lab state in .orch/lab of the directory it ran from"
+	if owner != "" {
+		from = owner
+	}
+	return fmt.Errorf("lab: docker objects of a lab named %s exist, but not its state (it was started from %s): "+
+		"remove them with `orch lab down` (ORCH_LAB_PREFIX=%s), or name another lab with ORCH_LAB_PREFIX", l.st.Prefix, from, l.st.Prefix)
+}
+
+// Open reads the state of a lab that Up started in dir (Options.Dir). It
+// returns ErrNotUp when there is none. It does not check that the lab still
+// runs.
+func Open(dir string) (*Lab, error) {
+	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
 	}
-	l := &Lab{dir: filepath.Join(abs, subdir), logf: func(string, ...any) {}}
+	l := &Lab{dir: abs, logf: func(string, ...any) {}}
 	if err := readJSON(filepath.Join(l.dir, stateFile), &l.st); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, ErrNotUp
@@ -200,15 +254,18 @@ func Open(stateDir string) (*Lab, error) {
 	return l, nil
 }
 
-// Down removes everything Up made for the lab in opts.StateDir: the cloud
-// process, the containers (cloud machines too), the network and the lab's
-// state. The image stays cached. Down on a lab that is not up does nothing.
+// Down removes everything Up made for the lab in opts.Dir: the cloud
+// process, the containers (cloud machines too), its place on the apt proxy
+// (and the proxy itself if no other lab uses it), the network and the lab's
+// state. The image and the apt cache stay. Down on a lab that is not up
+// does nothing. Without a state in opts.Dir, it removes the docker objects
+// of the lab named opts.Prefix.
 func Down(ctx context.Context, opts Options) error {
 	opts, err := opts.withDefaults()
 	if err != nil {
 		return err
 	}
-	dir := filepath.Join(opts.StateDir, subdir)
+	dir := opts.Dir
 	st := labState{Prefix: opts.Prefix, Network: opts.Prefix}
 	if err := readJSON(filepath.Join(dir, stateFile), &st); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("lab: %w", err)
@@ -238,6 +295,11 @@ func Down(ctx context.Context, opts Options) error {
 		}
 	}
 	label, err := dockercli.Run(ctx, nil, "network", "inspect", "--format", `{{index .Labels "`+labelLab+`"}}`, st.Network)
+	if err == nil && label == st.Prefix {
+		if err := leaveAptProxy(ctx, st.Network, opts.Logf); err != nil {
+			return fmt.Errorf("lab: apt proxy: %w", err)
+		}
+	}
 	switch {
 	case err == nil && label == st.Prefix:
 		opts.Logf("lab: removing network %s", st.Network)
@@ -253,7 +315,7 @@ func Down(ctx context.Context, opts Options) error {
 	return nil
 }
 
-// Dir is the lab's state folder, <state>/lab.
+// Dir is the lab's state folder.
 func (l *Lab) Dir() string { return l.dir }
 
 // KeyPath is the lab's SSH client key, authorized for root on every machine.
@@ -350,10 +412,13 @@ type container struct {
 	id      string
 	name    string // machine name: the container name without the prefix
 	running bool
-	address string
+	address string // while it runs
+	fixed   string // the address it was created with (--ip), running or not
 	groups  []string
-	kind    string
+	kind    string // "default" (topology) or "cloud"
+	key     string // the cloud API object it belongs to (MachineSpec.Key)
 	image   string
+	created string // the hostname it was created with, which docker restores at every start
 }
 
 // containers lists the lab's containers, sorted by name.
@@ -377,11 +442,15 @@ func (l *Lab) containers(ctx context.Context) ([]container, error) {
 		Name   string
 		State  struct{ Running bool }
 		Config struct {
-			Image  string
-			Labels map[string]string
+			Image    string
+			Hostname string
+			Labels   map[string]string
 		}
 		NetworkSettings struct {
-			Networks map[string]struct{ IPAddress string }
+			Networks map[string]struct {
+				IPAddress  string
+				IPAMConfig *struct{ IPv4Address string }
+			}
 		}
 	}
 	if err := json.Unmarshal([]byte(out), &raw); err != nil {
@@ -389,14 +458,20 @@ func (l *Lab) containers(ctx context.Context) ([]container, error) {
 	}
 	var cs []container
 	for _, r := range raw {
+		nw := r.NetworkSettings.Networks[l.st.Network]
 		c := container{
 			id:      r.ID,
 			name:    strings.TrimPrefix(strings.TrimPrefix(r.Name, "/"), l.st.Prefix+"-"),
 			running: r.State.Running,
-			address: r.NetworkSettings.Networks[l.st.Network].IPAddress,
+			address: nw.IPAddress,
 			groups:  []string{},
 			kind:    r.Config.Labels[labelKind],
+			key:     r.Config.Labels[labelKey],
 			image:   r.Config.Image,
+			created: r.Config.Hostname,
+		}
+		if nw.IPAMConfig != nil {
+			c.fixed = nw.IPAMConfig.IPv4Address
 		}
 		if g := r.Config.Labels[labelGroups]; g != "" {
 			c.groups = strings.Split(g, ",")
@@ -436,7 +511,7 @@ func (l *Lab) ensureNetwork(ctx context.Context) error {
 		ipRange := netip.PrefixFrom(hostAddr(subnet, dynamicFirst), dynamicBits)
 		_, err := dockercli.Run(ctx, nil, "network", "create", "--driver", "bridge",
 			"--subnet", subnet.String(), "--ip-range", ipRange.String(), "--gateway", hostAddr(subnet, 1).String(),
-			"--label", labelLab+"="+l.st.Prefix, l.st.Network)
+			"--label", labelLab+"="+l.st.Prefix, "--label", labelState+"="+l.dir, l.st.Network)
 		if err != nil && strings.Contains(strings.ToLower(err.Error()), "overlap") {
 			continue // another docker network has it
 		}
@@ -465,44 +540,76 @@ func localNetworks() []netip.Prefix {
 	return out
 }
 
-// ensureHosts creates the default hosts that are missing and starts those
-// that are stopped, all at once, then waits for their sshd.
+// startStopped starts every lab machine that is stopped, all at once, and
+// waits for their sshd. A renamed machine that docker restarted with the
+// hostname it was created with gets its name back.
+func (l *Lab) startStopped(ctx context.Context) error {
+	existing, err := l.containers(ctx)
+	if err != nil {
+		return err
+	}
+	return parallel(existing, func(c container) error {
+		if !c.running {
+			l.logf("lab: starting %s", c.name)
+			if err := l.startAndWait(ctx, c.id); err != nil {
+				return fmt.Errorf("%s: %w", c.name, err)
+			}
+		}
+		if c.created == c.name {
+			return nil
+		}
+		if now, err := l.exec(ctx, c.id, "hostname", false); err == nil && strings.TrimSpace(string(now)) == c.name {
+			return nil
+		}
+		if err := l.setHostname(ctx, c.id, c.name); err != nil {
+			l.logf("lab: %s: the kernel hostname stays %s: %v", c.name, c.created, err)
+		}
+		return nil
+	})
+}
+
+// ensureHosts creates the default hosts that are missing, all at once.
 func (l *Lab) ensureHosts(ctx context.Context) error {
 	existing, err := l.containers(ctx)
 	if err != nil {
 		return err
 	}
-	pub, err := os.ReadFile(l.KeyPath() + ".pub")
+	var missing []defaultHost
+	for _, h := range topology {
+		i := slices.IndexFunc(existing, func(c container) bool { return c.name == h.name })
+		if i < 0 {
+			missing = append(missing, h)
+		} else if existing[i].image != l.st.Image {
+			l.logf("lab: %s runs the older image %s; `orch lab down` and `up` renew it", h.name, existing[i].image)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	servers, err := l.nameServerAddrs(ctx)
 	if err != nil {
 		return err
 	}
+	return parallel(missing, func(h defaultHost) error {
+		l.logf("lab: creating %s", h.name)
+		return l.createDefault(ctx, h, lbSeed(servers))
+	})
+}
+
+// parallel runs fn on every item at once and joins their errors.
+func parallel[T any](items []T, fn func(T) error) error {
 	var (
 		wg   sync.WaitGroup
 		mu   sync.Mutex
 		errs []error
 	)
-	for _, h := range topology {
-		i := slices.IndexFunc(existing, func(c container) bool { return c.name == h.name })
-		if i >= 0 && existing[i].kind == "default" && existing[i].image != l.st.Image {
-			l.logf("lab: %s runs the older image %s; `orch lab down` and `up` renew it", h.name, existing[i].image)
-		}
-		if i >= 0 && existing[i].running {
-			continue
-		}
+	for _, it := range items {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var err error
-			if i >= 0 {
-				l.logf("lab: starting %s", h.name)
-				err = l.startAndWait(ctx, existing[i].id, existing[i].name)
-			} else {
-				l.logf("lab: creating %s", h.name)
-				err = l.createDefault(ctx, h, strings.TrimSpace(string(pub)))
-			}
-			if err != nil {
+			if err := fn(it); err != nil {
 				mu.Lock()
-				errs = append(errs, fmt.Errorf("%s: %w", h.name, err))
+				errs = append(errs, err)
 				mu.Unlock()
 			}
 		}()
@@ -511,7 +618,9 @@ func (l *Lab) ensureHosts(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func (l *Lab) createDefault(ctx context.Context, h defaultHost, clientKey string) error {
+// createDefault creates and boots a default host with the host key the lab
+// keeps for its name.
+func (l *Lab) createDefault(ctx context.Context, h defaultHost, s *seed) error {
 	keyPath := filepath.Join(l.dir, hostKeysDir, h.name)
 	signer, err := ensureKey(keyPath, "root@"+h.name)
 	if err != nil {
@@ -521,23 +630,21 @@ func (l *Lab) createDefault(ctx context.Context, h defaultHost, clientKey string
 	if err != nil {
 		return err
 	}
-	s := roleSeed(h, l.subnet)
 	s.hostKeys = map[string][]byte{
 		"ssh_host_ed25519_key":     priv,
 		"ssh_host_ed25519_key.pub": []byte(authorizedLine(signer.PublicKey(), "root@"+h.name) + "\n"),
 	}
-	s.authorizedKeys = []string{clientKey}
 	addr := hostAddr(l.subnet, h.octet).String()
-	id, err := l.create(ctx, h.name, h.groups, "default", addr, "", s)
+	id, err := l.create(ctx, newMachine{name: h.name, groups: h.groups, kind: "default", addr: addr}, s)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", h.name, err)
 	}
 	if err := l.recordHostKeys(ctx, addr, []ssh.PublicKey{signer.PublicKey()}); err != nil {
 		return err
 	}
-	if err := l.startAndWait(ctx, id, h.name); err != nil {
+	if err := l.startAndWait(ctx, id); err != nil {
 		dockercli.Run(context.WithoutCancel(ctx), nil, "rm", "-f", id)
-		return err
+		return fmt.Errorf("%s: %w", h.name, err)
 	}
 	return nil
 }
@@ -552,23 +659,42 @@ func (l *Lab) recordHostKeys(ctx context.Context, addr string, keys []ssh.Public
 	return setKnownHosts(l.dir, addr, keys)
 }
 
-// create makes a stopped container for a machine and copies its seed in.
-// addr "" lets docker choose the address.
-func (l *Lab) create(ctx context.Context, name string, groups []string, kind, addr, imageRef string, s *seed) (string, error) {
+// newMachine describes a container to create.
+type newMachine struct {
+	name     string
+	groups   []string
+	kind     string // "default" or "cloud"
+	addr     string // its address for life
+	imageRef string // the image the cloud API was asked for, if any
+	key      string // MachineSpec.Key, if any
+}
+
+// create makes a stopped container for a machine and copies its seed in,
+// with what every lab machine gets: the lab key for the fixture users and
+// the apt proxy.
+func (l *Lab) create(ctx context.Context, m newMachine, s *seed) (string, error) {
+	pub, err := os.ReadFile(l.KeyPath() + ".pub")
+	if err != nil {
+		return "", err
+	}
+	labKey := strings.TrimSpace(string(pub))
+	s.authorizedKeys = dedupe(append([]string{labKey}, s.authorizedKeys...))
+	s.userKeys = []string{labKey}
+	s.aptProxy = l.AptProxyURL()
 	tarball, err := s.tarball()
 	if err != nil {
 		return "", err
 	}
-	args := []string{"create", "--name", l.st.Prefix + "-" + name, "--hostname", name,
-		"--network", l.st.Network, "--cap-add", "NET_ADMIN",
+	args := []string{"create", "--name", l.st.Prefix + "-" + m.name, "--hostname", m.name,
+		"--network", l.st.Network, "--ip", m.addr, "--cap-add", "NET_ADMIN",
 		"--label", labelLab + "=" + l.st.Prefix,
-		"--label", labelGroups + "=" + strings.Join(groups, ","),
-		"--label", labelKind + "=" + kind}
-	if addr != "" {
-		args = append(args, "--ip", addr)
+		"--label", labelGroups + "=" + strings.Join(m.groups, ","),
+		"--label", labelKind + "=" + m.kind}
+	if m.imageRef != "" {
+		args = append(args, "--label", labelImage+"="+m.imageRef)
 	}
-	if imageRef != "" {
-		args = append(args, "--label", labelImage+"="+imageRef)
+	if m.key != "" {
+		args = append(args, "--label", labelKey+"="+m.key)
 	}
 	args = append(args, l.st.Image, "/bin/sh", initPath)
 	id, err := dockercli.Run(ctx, nil, args...)
@@ -583,7 +709,7 @@ func (l *Lab) create(ctx context.Context, name string, groups []string, kind, ad
 }
 
 // startAndWait starts a container and waits until its sshd answers.
-func (l *Lab) startAndWait(ctx context.Context, id, name string) error {
+func (l *Lab) startAndWait(ctx context.Context, id string) error {
 	if _, err := dockercli.Run(ctx, nil, "start", id); err != nil {
 		return err
 	}

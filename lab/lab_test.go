@@ -91,7 +91,7 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(state)
 	testOpts = lab.Options{
-		StateDir:     state,
+		Dir:          state,
 		Prefix:       fmt.Sprintf("%s%d", testPrefix, os.Getpid()),
 		Logf:         logf,
 		CloudCommand: []string{os.Args[0]},
@@ -109,7 +109,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "lab tests: down left docker objects behind:", left)
 		return 1
 	}
-	if _, err := os.Stat(filepath.Join(state, "lab")); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(state); !errors.Is(err, os.ErrNotExist) {
 		fmt.Fprintln(os.Stderr, "lab tests: down left the state dir behind")
 		return 1
 	}
@@ -128,10 +128,10 @@ func sweepStaleLabs() {
 	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "orch-lab-test-*"))
 	for _, dir := range dirs {
 		var st struct{ Prefix string }
-		data, _ := os.ReadFile(filepath.Join(dir, "lab", "lab.json"))
+		data, _ := os.ReadFile(filepath.Join(dir, "lab.json"))
 		if json.Unmarshal(data, &st) == nil && stale(st.Prefix) {
 			logf("lab tests: removing the stale test lab %s", st.Prefix)
-			lab.Down(context.Background(), lab.Options{StateDir: dir, Prefix: st.Prefix})
+			lab.Down(context.Background(), lab.Options{Dir: dir, Prefix: st.Prefix})
 			os.RemoveAll(dir)
 		}
 	}
@@ -139,7 +139,7 @@ func sweepStaleLabs() {
 	for _, prefix := range strings.Fields(string(out)) {
 		if stale(prefix) {
 			logf("lab tests: removing the stale test lab %s", prefix)
-			lab.Down(context.Background(), lab.Options{StateDir: filepath.Join(os.TempDir(), "orch-lab-test-none"), Prefix: prefix})
+			lab.Down(context.Background(), lab.Options{Dir: filepath.Join(os.TempDir(), "orch-lab-test-none"), Prefix: prefix})
 		}
 	}
 }
@@ -228,6 +228,20 @@ func TestUpIsIdempotent(t *testing.T) {
 	}
 }
 
+// TestOneStatePerLab: a lab's docker objects are never adopted by another
+// state folder, which would not know their host keys.
+func TestOneStatePerLab(t *testing.T) {
+	needLab(t)
+	other := t.TempDir()
+	_, err := lab.Up(context.Background(), lab.Options{Dir: other, Prefix: testOpts.Prefix, Logf: logf})
+	if err == nil || !strings.Contains(err.Error(), "belongs to the state in "+testOpts.Dir) || !strings.Contains(err.Error(), "ORCH_LAB_STATE="+testOpts.Dir) {
+		t.Fatalf("Up from another state folder: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(other, "lab.json")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the refused Up wrote a lab state: %v", err)
+	}
+}
+
 func TestStatus(t *testing.T) {
 	l := needLab(t)
 	st := status(t)
@@ -301,7 +315,7 @@ func TestEnv(t *testing.T) {
 		}
 	}
 	// Open reads the same lab back.
-	again, err := lab.Open(testOpts.StateDir)
+	again, err := lab.Open(testOpts.Dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -347,6 +361,21 @@ func TestDNS(t *testing.T) {
 			t.Errorf("dig %s @%s: %q, want %s", c.flags, c.server, got, lab.ProbeValue)
 		}
 	}
+	// The upstreams live in their own file, included from the stream block,
+	// so that nginx.upstream can rewrite them alone.
+	for _, lb := range []string{"lb1", "lb2"} {
+		c := testOpts.Prefix + "-" + lb
+		if got := execIn(t, c, "grep -c '^[[:space:]]*include "+lab.UpstreamPath+";' /etc/nginx/nginx.conf"); got != "1" {
+			t.Errorf("%s: nginx.conf includes %s %s times", lb, lab.UpstreamPath, got)
+		}
+		want := fmt.Sprintf("upstream dns {\n\tserver %s:53;\n\tserver %s:53;\n}", st["ns1"].Address, st["ns2"].Address)
+		if got := execIn(t, c, "grep -v '^#' "+lab.UpstreamPath); got != want {
+			t.Errorf("%s: %s:\n%s\nwant:\n%s", lb, lab.UpstreamPath, got, want)
+		}
+		if got := execIn(t, c, "nginx -t 2>&1"); !strings.Contains(got, "test is successful") {
+			t.Errorf("%s: nginx -t: %s", lb, got)
+		}
+	}
 	// Services run under the sysvinit scripts, so plans can manage them.
 	if got := execIn(t, testOpts.Prefix+"-lb1", "service nginx reload >/dev/null && service nginx status"); !strings.Contains(got, "running") {
 		t.Errorf("nginx status after reload: %q", got)
@@ -369,9 +398,14 @@ func runAllowFail(t *testing.T, container, script string) string {
 	return strings.TrimSpace(string(res.Stdout))
 }
 
-// sshRun connects with golang.org/x/crypto/ssh, checking the host key
-// strictly against known_hosts, and runs cmd.
+// sshRun connects as root with golang.org/x/crypto/ssh, checking the host
+// key strictly against known_hosts, and runs cmd.
 func sshRun(addr, knownHostsPath, keyPath, cmd string) (string, error) {
+	return sshRunAs("root", addr, knownHostsPath, keyPath, cmd, "")
+}
+
+// sshRunAs is sshRun as user, with stdin.
+func sshRunAs(user, addr, knownHostsPath, keyPath, cmd, stdin string) (string, error) {
 	hostKeys, err := knownhosts.New(knownHostsPath)
 	if err != nil {
 		return "", err
@@ -385,7 +419,7 @@ func sshRun(addr, knownHostsPath, keyPath, cmd string) (string, error) {
 		return "", err
 	}
 	client, err := ssh.Dial("tcp", net.JoinHostPort(addr, "22"), &ssh.ClientConfig{
-		User:            "root",
+		User:            user,
 		Auth:            []ssh.AuthMethod{ssh.PublicKeys(signer)},
 		HostKeyCallback: hostKeys,
 		Timeout:         5 * time.Second,
@@ -399,6 +433,7 @@ func sshRun(addr, knownHostsPath, keyPath, cmd string) (string, error) {
 		return "", err
 	}
 	defer sess.Close()
+	sess.Stdin = strings.NewReader(stdin)
 	out, err := sess.CombinedOutput(cmd)
 	return strings.TrimSpace(string(out)), err
 }
@@ -534,6 +569,41 @@ packages: [nothing]
 			t.Errorf("%s after assigning it to %s: hostname %q, %v", ip, step.want, got, err)
 		}
 	}
+	// A machine keeps its address, its name and its reserved IP across a
+	// restart of its container. Docker restores the kernel hostname it was
+	// created with; the next Up mends that.
+	docker(t, "restart", "-t", "1", a.ID)
+	if got := waitSSH(t, l, a.Address, "cat /etc/hostname", "vm1-renamed"); got != "vm1-renamed" {
+		t.Errorf("vm1 after a restart, at its address: %q", got)
+	}
+	if got := waitSSH(t, l, ip, "cat /etc/hostname", "vm1-renamed"); got != "vm1-renamed" {
+		t.Errorf("%s after vm1 restarted: %q", ip, got)
+	}
+	if _, err := lab.Up(ctx, testOpts); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := sshRun(a.Address, l.KnownHostsPath(), l.KeyPath(), "hostname; sudo -n true"); err != nil || got != "vm1-renamed" {
+		t.Errorf("vm1's hostname after Up: %q %v", got, err)
+	}
+	// One that held it while stopped does not take it back when it starts.
+	if err := m.AssignIP(ctx, ip, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	docker(t, "stop", "-t", "1", b.ID)
+	if err := m.AssignIP(ctx, ip, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	docker(t, "start", b.ID)
+	if got := waitSSH(t, l, b.Address, "hostname", "vm2"); got != "vm2" {
+		t.Errorf("vm2 after a restart: %q", got)
+	}
+	if got := execIn(t, b.ID, "ip -o addr show dev eth0 | grep -c ' "+ip+"/' || true"); got != "0" {
+		t.Errorf("vm2 took %s back when it started", ip)
+	}
+	if got := waitSSH(t, l, ip, "hostname", "vm1-renamed"); got != "vm1-renamed" {
+		t.Errorf("%s after vm2 restarted: %q", ip, got)
+	}
+
 	if err := m.AssignIP(ctx, ip, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -558,6 +628,27 @@ packages: [nothing]
 	if bytes.Contains(kh, []byte(b.Address+" ")) {
 		t.Errorf("known_hosts still has removed vm2 (%s)", b.Address)
 	}
+}
+
+func docker(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command("docker", args...).CombinedOutput(); err != nil {
+		t.Fatalf("docker %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+}
+
+// waitSSH runs cmd on addr over SSH (strict host keys) until it prints
+// want, for a machine that is booting or an address that moves.
+func waitSSH(t *testing.T, l *lab.Lab, addr, cmd, want string) string {
+	t.Helper()
+	var got string
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		var err error
+		if got, err = sshRun(addr, l.KnownHostsPath(), l.KeyPath(), cmd); err == nil && got == want {
+			break
+		}
+	}
+	return got
 }
 
 func indent(s, prefix string) string {
@@ -618,10 +709,13 @@ func TestCloudCreatesMachines(t *testing.T) {
 	t.Error("cloud1 still in the lab after DELETE")
 }
 
-// TestUpRepairs runs last: it breaks the lab and lets Up mend it.
+// TestUpRepairs runs last: it breaks the lab and lets Up mend it. The
+// cloud's state survives the kill of its process.
 func TestUpRepairs(t *testing.T) {
 	l := needLab(t)
 	env := l.Env()
+	c := linodeClient(t, l)
+	before := dnsInstances(t, c)
 	var cp struct{ PID int }
 	data, err := os.ReadFile(filepath.Join(l.Dir(), "cloud.json"))
 	if err != nil || json.Unmarshal(data, &cp) != nil || cp.PID == 0 {
@@ -642,6 +736,16 @@ func TestUpRepairs(t *testing.T) {
 	}
 	if !maps.Equal(l2.Env(), env) {
 		t.Errorf("the restarted cloud has another endpoint: %v, was %v", l2.Env(), env)
+	}
+	after := dnsInstances(t, c)
+	if len(after) != len(before) || len(after) == 0 {
+		t.Fatalf("instances before the kill: %+v, after: %+v", before, after)
+	}
+	for i := range after {
+		b, a := before[i], after[i]
+		if a.ID != b.ID || a.Label != b.Label || a.Status != b.Status || a.IPv4[0].String() != b.IPv4[0].String() {
+			t.Errorf("instance before the kill: %+v, after: %+v", b, a)
+		}
 	}
 	req, _ := http.NewRequest("GET", env["LINODE_URL"]+"/v4/linode/instances", nil)
 	req.Header.Set("Authorization", "Bearer "+env["LINODE_TOKEN"])

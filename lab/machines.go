@@ -1,16 +1,21 @@
 package lab
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/orch-dev/orch/engine/conn/dockerconn"
 	"github.com/orch-dev/orch/lab/cloud"
@@ -20,15 +25,18 @@ import (
 // Machines starts and removes lab containers for the lab cloud. It
 // implements cloud.Machines. A machine's ID is its docker container ID
 // (12 hex digits), which survives renames; its groups are the tags it was
-// created with.
+// created with, and it keeps the address it was created with for life, as a
+// cloud VM keeps its public address across reboots.
 //
 // Reserved IPs are extra addresses on the machines' eth0 (containers run
 // with NET_ADMIN). Moving one deletes it from the old holder, adds it to the
 // new one and sends gratuitous ARP, so neighbours, the host included, switch
-// over within a second.
+// over within a second. Each machine keeps the list of those it holds
+// (reservedList), which its init applies again when the container restarts.
 type Machines struct {
-	lab *Lab
-	mu  sync.Mutex // orders AssignIP calls
+	lab   *Lab
+	mu    sync.Mutex // orders AssignIP calls
+	alloc sync.Mutex // held from choosing an address until the container exists
 }
 
 var _ cloud.Machines = (*Machines)(nil)
@@ -55,18 +63,11 @@ func (m *Machines) Start(ctx context.Context, spec cloud.MachineSpec) (cloud.Mac
 	if err != nil {
 		return cloud.Machine{}, fmt.Errorf("lab: %s: %w", spec.Name, err)
 	}
-	pub, err := os.ReadFile(l.KeyPath() + ".pub")
-	if err != nil {
-		return cloud.Machine{}, fmt.Errorf("lab: %w", err)
-	}
-	s.authorizedKeys = dedupe(append(append([]string{strings.TrimSpace(string(pub))}, spec.SSHKeys...), s.authorizedKeys...))
+	s.authorizedKeys = append(slices.Clone(spec.SSHKeys), s.authorizedKeys...)
 
-	id, err := l.create(ctx, spec.Name, spec.Tags, "cloud", "", spec.Image, s)
+	id, err := m.createCloud(ctx, spec, s)
 	if err != nil {
-		if strings.Contains(err.Error(), "already in use") {
-			return cloud.Machine{}, fmt.Errorf("lab: a machine named %s exists", spec.Name)
-		}
-		return cloud.Machine{}, fmt.Errorf("lab: %s: %w", spec.Name, err)
+		return cloud.Machine{}, err
 	}
 	addr, err := m.boot(ctx, id)
 	if err != nil {
@@ -76,6 +77,70 @@ func (m *Machines) Start(ctx context.Context, spec cloud.MachineSpec) (cloud.Mac
 	l.refreshInventory(ctx)
 	l.logf("lab: started %s (%.12s) at %s", spec.Name, id, addr)
 	return cloud.Machine{ID: id[:12], Address: addr}, nil
+}
+
+// createCloud creates the container of a cloud machine on a free address.
+// A container of the same name left by an interrupted start of the same API
+// object (spec.Key) is replaced.
+func (m *Machines) createCloud(ctx context.Context, spec cloud.MachineSpec, s *seed) (string, error) {
+	l := m.lab
+	m.alloc.Lock()
+	defer m.alloc.Unlock()
+	all, err := l.containers(ctx)
+	if err != nil {
+		return "", fmt.Errorf("lab: %w", err)
+	}
+	if i := slices.IndexFunc(all, func(c container) bool { return c.name == spec.Name }); i >= 0 {
+		if spec.Key == "" || all[i].key != spec.Key {
+			return "", fmt.Errorf("lab: a machine named %s exists", spec.Name)
+		}
+		l.logf("lab: replacing %s (%.12s), left by an interrupted start", spec.Name, all[i].id)
+		if _, err := dockercli.Run(ctx, nil, "rm", "-f", "-v", all[i].id); err != nil {
+			return "", fmt.Errorf("lab: %s: %w", spec.Name, err)
+		}
+		all = slices.Delete(all, i, i+1)
+	}
+	addr, err := freeAddress(l.subnet, all)
+	if err != nil {
+		return "", fmt.Errorf("lab: %s: %w", spec.Name, err)
+	}
+	id, err := l.create(ctx, newMachine{name: spec.Name, groups: spec.Tags, kind: "cloud", addr: addr.String(),
+		imageRef: spec.Image, key: spec.Key}, s)
+	if err != nil {
+		if strings.Contains(err.Error(), "already in use") {
+			return "", fmt.Errorf("lab: a machine named %s exists", spec.Name)
+		}
+		return "", fmt.Errorf("lab: %s: %w", spec.Name, err)
+	}
+	return id, nil
+}
+
+// freeAddress picks the address of a new cloud machine: the first free one
+// after the highest in use, wrapping around, so that an address is reused
+// as late as possible (neighbours may still cache the old holder's MAC).
+func freeAddress(subnet netip.Prefix, all []container) (netip.Addr, error) {
+	used := map[int]bool{}
+	highest := dynamicFirst - 1
+	for _, c := range all {
+		for _, a := range []string{c.fixed, c.address} {
+			ip, err := netip.ParseAddr(a)
+			if err != nil || !subnet.Contains(ip) {
+				continue
+			}
+			o := int(ip.As4()[3])
+			used[o] = true
+			if o >= dynamicFirst && o < dynamicFirst+dynamicCount {
+				highest = max(highest, o)
+			}
+		}
+	}
+	for i := range dynamicCount {
+		o := dynamicFirst + (highest+1-dynamicFirst+i)%dynamicCount
+		if !used[o] {
+			return hostAddr(subnet, o), nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("no free address for a cloud machine in %s", subnet)
 }
 
 // boot starts a created machine, waits for sshd and records its host keys,
@@ -174,6 +239,7 @@ func (m *Machines) Rename(ctx context.Context, id, name string) error {
 	// in place. Names are plain words (machineName), safe in the script.
 	script := fmt.Sprintf(`set -e
 echo %[1]s > /etc/hostname
+echo %[1]s > `+seedDir+`/hostname
 sed 's/[[:space:]]%[2]s$/ %[1]s/' /etc/hosts > /tmp/.orch-hosts
 cat /tmp/.orch-hosts > /etc/hosts
 rm -f /tmp/.orch-hosts
@@ -246,7 +312,9 @@ func (m *Machines) AssignIP(ctx context.Context, ip, id string) error {
 	if err != nil {
 		return fmt.Errorf("lab: %w", err)
 	}
-	drop := fmt.Sprintf("if ip -o addr show dev eth0 | grep -q ' %s/'; then ip addr del %s dev eth0; fi", ip, cidr)
+	// Each machine's reservedList follows, so a restart keeps what it holds.
+	drop := fmt.Sprintf(`if ip -o addr show dev eth0 | grep -q ' %[1]s/'; then ip addr del %[2]s dev eth0; fi
+if [ -f %[3]s ]; then grep -vx '%[2]s' %[3]s > %[3]s.new || true; mv %[3]s.new %[3]s; fi`, ip, cidr, reservedList)
 	for _, c := range all {
 		if c.running && c.id != target.id {
 			if _, err := l.exec(ctx, c.id, drop, false); err != nil {
@@ -258,7 +326,8 @@ func (m *Machines) AssignIP(ctx context.Context, ip, id string) error {
 		// Two unsolicited ARPs a second apart: Linux ignores a neighbour
 		// update within a second of the last one (locktime).
 		add := fmt.Sprintf(`ip -o addr show dev eth0 | grep -q ' %[1]s/' || ip addr add %[2]s dev eth0
-(arping -q -U -c 2 -I eth0 %[1]s >/dev/null 2>&1 &)`, ip, cidr)
+grep -qsx '%[2]s' %[3]s || echo '%[2]s' >> %[3]s
+(arping -q -U -c 2 -I eth0 %[1]s >/dev/null 2>&1 &)`, ip, cidr, reservedList)
 		if _, err := l.exec(ctx, target.id, add, false); err != nil {
 			return fmt.Errorf("lab: assign %s to %s: %w", ip, target.name, err)
 		}
@@ -273,6 +342,14 @@ func (m *Machines) AssignIP(ctx context.Context, ip, id string) error {
 	if err != nil {
 		return err
 	}
+	// A stopped machine that held it must not take it back when it starts.
+	if old := held[ip]; old != "" && old != target.id[:min(12, len(target.id))] {
+		if i := slices.IndexFunc(all, func(c container) bool { return strings.HasPrefix(c.id, old) }); i >= 0 && !all[i].running {
+			if err := l.writeReservedList(ctx, all[i].id, held, ip); err != nil {
+				return fmt.Errorf("lab: unassign %s from %s: %w", ip, all[i].name, err)
+			}
+		}
+	}
 	delete(held, ip)
 	var keys []byte
 	if id != "" {
@@ -286,6 +363,29 @@ func (m *Machines) AssignIP(ctx context.Context, ip, id string) error {
 	}
 	l.logf("lab: reserved IP %s now on %q", ip, target.name)
 	return writeJSON(filepath.Join(l.dir, reservedFile), held, 0o644)
+}
+
+// writeReservedList rewrites a stopped machine's reservedList from held,
+// without ip, through docker cp (which works on stopped containers).
+func (l *Lab) writeReservedList(ctx context.Context, id string, held map[string]string, ip string) error {
+	var b strings.Builder
+	for r, holder := range held {
+		if r != ip && strings.HasPrefix(id, holder) {
+			fmt.Fprintf(&b, "%s/%d\n", r, l.subnet.Bits())
+		}
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	data := []byte(b.String())
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: path.Base(reservedList), Mode: 0o644, Size: int64(len(data)), ModTime: time.Now()}); err != nil {
+		return err
+	}
+	tw.Write(data)
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	_, err := dockercli.Run(ctx, &buf, "cp", "-", id+":"+path.Dir(reservedList))
+	return err
 }
 
 // Holder returns the ID of the machine holding reserved IP ip, or "".

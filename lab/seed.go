@@ -15,8 +15,9 @@ import (
 )
 
 // initScript is every lab container's command, run under tini. It applies the
-// seed once, starts the machine's services, makes sure sshd has a host key
-// and then becomes sshd.
+// seed once, takes back the machine's reserved IPs, starts the services
+// enabled for runlevel 2, makes sure sshd has a host key and then becomes
+// sshd.
 //
 //go:embed init.sh
 var initScript string
@@ -28,12 +29,18 @@ var initScript string
 type seed struct {
 	hostKeys       map[string][]byte // path under /etc/ssh -> content (private keys 0600, .pub 0644)
 	authorizedKeys []string          // root's authorized_keys lines
+	userKeys       []string          // authorized_keys of the non-root lab users (fixtureUsers)
+	aptProxy       string            // the apt proxy's URL, "" for none
 	files          []seedFile        // write_files, in order
 	runcmd         []string          // shell lines, run in order by one sh
 	script         []byte            // a user-data shell script, run after runcmd
-	services       []string          // started with `service NAME start` at every container start
+	services       []string          // enabled for runlevel 2 at first boot, so every start starts them
 	ignored        []string          // cloud-init keys present but not supported, reported in the boot log
 }
+
+// fixtureUsers are the image's non-root users for become tests (see
+// lab/image/finish.sh); they log in with the lab's client key.
+var fixtureUsers = []string{"deploy", "deploy-pw"}
 
 type seedFile struct {
 	path   string
@@ -49,6 +56,10 @@ const (
 	initPath     = "/usr/local/lib/orch-lab/init.sh"
 	bootLogPath  = "/var/log/cloud-init-output.log"
 	authKeysPath = "/root/.ssh/authorized_keys"
+	// AptProxyConf is where a lab machine's apt learns about the lab's apt
+	// proxy.
+	AptProxyConf = "/etc/apt/apt.conf.d/01orch-lab-proxy"
+	reservedList = seedDir + "/reserved-ips" // the reserved IPs the machine holds, as CIDRs
 )
 
 // tarball renders the seed as a tar stream to extract at the container's root.
@@ -73,9 +84,14 @@ func (s *seed) tarball() ([]byte, error) {
 		func() error { return dir(seedDir, 0o700) },
 		func() error { return dir(seedDir+"/files", 0o700) },
 		func() error { return file(seedDir+"/boot.sh", 0o700, []byte(s.bootScript())) },
-		func() error { return file(seedDir+"/services", 0o644, []byte(lines(s.services))) },
 		func() error { return dir(path.Dir(authKeysPath), 0o700) },
 		func() error { return file(authKeysPath, 0o600, []byte(lines(s.authorizedKeys))) },
+		func() error { return file(seedDir+"/user-keys", 0o600, []byte(lines(s.userKeys))) },
+	}
+	if s.aptProxy != "" {
+		steps = append(steps, func() error {
+			return file(AptProxyConf, 0o644, []byte(fmt.Sprintf("// orch lab: every package download goes through the lab's apt proxy.\nAcquire::http::Proxy %q;\n", s.aptProxy)))
+		})
 	}
 	for i, f := range s.files {
 		steps = append(steps, func() error { return file(fmt.Sprintf("%s/files/%d", seedDir, i), 0o600, f.data) })
@@ -115,6 +131,12 @@ func (s *seed) bootScript() string {
 	b.WriteString("fail() { echo \"orch lab boot: $*\" >&2; }\n")
 	if len(s.ignored) > 0 {
 		fmt.Fprintf(&b, "echo %s\n", shell.Quote("orch lab boot: unsupported cloud-init keys ignored: "+strings.Join(s.ignored, ", ")))
+	}
+	for _, u := range fixtureUsers {
+		fmt.Fprintf(&b, "if id %[1]s >/dev/null 2>&1; then install -d -m 0700 -o %[1]s -g %[1]s /home/%[1]s/.ssh && install -m 0600 -o %[1]s -g %[1]s %[2]s/user-keys /home/%[1]s/.ssh/authorized_keys || fail 'keys of %[1]s'; fi\n", u, seedDir)
+	}
+	for _, svc := range s.services {
+		fmt.Fprintf(&b, "update-rc.d %[1]s enable >/dev/null || fail 'enable %[1]s'\n", shell.Quote(svc))
 	}
 	for i, f := range s.files {
 		src := fmt.Sprintf("%s/files/%d", seedDir, i)

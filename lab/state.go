@@ -21,28 +21,31 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
+	"github.com/orch-dev/orch/lab/internal/atomicfile"
 	"github.com/orch-dev/orch/lab/internal/flock"
 )
 
-// Files under <state>/lab/.
+// Files in the lab state folder.
 const (
-	stateFile      = "lab.json"       // labState
-	tokensFile     = "tokens.json"    // cloud API tokens, 0600
-	cloudFile      = "cloud.json"     // cloudProcess, written by ServeCloud
-	cloudLog       = "cloud.log"      // the cloud process's output
-	keyFile        = "id_ed25519"     // the lab's SSH client key (and .pub)
-	knownHostsFile = "known_hosts"    // every lab machine's host key, by address
-	hostKeysDir    = "hostkeys"       // default hosts' host keys, kept across re-creation
-	reservedFile   = "reserved.json"  // reserved IP -> container ID
-	inventoryYAML  = "inventory.yaml" // for users: an Ansible YAML inventory of the lab
-	inventoryINI   = "inventory.ini"  // the same as INI
-	lockFile       = ".lock"          // serialises short state edits across processes
-	upLockFile     = ".up.lock"       // serialises Up and Down
-	subdir         = "lab"            // the lab's folder in the orch state dir
-	labelLab       = "dev.orch.lab"   // container and network label: the lab's prefix
+	stateFile      = "lab.json"         // labState
+	tokensFile     = "tokens.json"      // cloud API tokens, 0600
+	cloudFile      = "cloud.json"       // cloudProcess, written by ServeCloud
+	cloudLog       = "cloud.log"        // the cloud process's output
+	keyFile        = "id_ed25519"       // the lab's SSH client key (and .pub)
+	knownHostsFile = "known_hosts"      // every lab machine's host key, by address
+	hostKeysDir    = "hostkeys"         // default hosts' host keys, kept across re-creation
+	reservedFile   = "reserved.json"    // reserved IP -> container ID
+	inventoryYAML  = "inventory.yaml"   // for users: an Ansible YAML inventory of the lab
+	inventoryINI   = "inventory.ini"    // the same as INI
+	lockFile       = ".lock"            // serialises short state edits across processes
+	upLockFile     = ".up.lock"         // serialises Up and Down
+	cloudStateFile = "cloud-state.json" // the lab cloud's API objects, 0600 (see cloud.Open)
+	labelLab       = "dev.orch.lab"     // container and network label: the lab's prefix
 	labelGroups    = "dev.orch.lab.groups"
 	labelKind      = "dev.orch.lab.kind" // "default" (topology) or "cloud"
 	labelImage     = "dev.orch.lab.image"
+	labelKey       = "dev.orch.lab.key"   // a cloud machine's MachineSpec.Key
+	labelState     = "dev.orch.lab.state" // network label: the lab's state folder
 )
 
 // labState is the lab's durable description, written by Up.
@@ -51,6 +54,7 @@ type labState struct {
 	Network string `json:"network"` // docker network name
 	Subnet  string `json:"subnet"`  // e.g. 172.30.0.0/24
 	Image   string `json:"image"`   // the lab image tag machines start from
+	Seeded  bool   `json:"seeded"`  // the name servers were created in the lab cloud
 }
 
 type tokens struct {
@@ -80,31 +84,10 @@ func writeJSON(path string, v any, mode os.FileMode) error {
 	return writeFileAtomic(path, append(data, '\n'), mode)
 }
 
-// writeFileAtomic replaces path so that readers in other processes (the
-// CLI reading known_hosts while the cloud rewrites it) never see half a file.
+// writeFileAtomic replaces path so that readers in other processes never
+// see half a file.
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
-		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm() == mode {
-			return nil // unchanged: keep the file and its mtime
-		}
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return atomicfile.Write(path, data, mode)
 }
 
 func randomHex(n int) string {

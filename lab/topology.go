@@ -4,21 +4,47 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+
+	"gopkg.in/yaml.v3"
 )
 
-// The default topology: two name servers behind two nginx DNS load balancers.
-// Default hosts get fixed addresses low in the subnet; docker hands out
-// dynamicRange to cloud machines; reserved IPs sit at the top, outside both.
+// The default topology: two name servers behind two nginx DNS load
+// balancers, as in the seven-step DNS swap.
+//
+// The name servers, ns1 and ns2, are instances of the lab cloud's Linode
+// API, tagged dns, which Up creates once, the first time the lab starts;
+// from then on they are the cloud's, for plans to list, delete, create and
+// rename like any Linode. The load balancers, lb1 and lb2, are plain lab
+// hosts with fixed addresses. Public names of the service, ns1.example.test
+// and ns2.example.test, point at the load balancers, which is what clients
+// query; the servers behind them may change.
+//
+// Addresses in the lab's /24: .1 the gateway (this machine), .5 the apt
+// proxy, low fixed addresses for the default hosts, .128-.191 for cloud
+// machines (each keeps its address for life, restarts included), and
+// reserved IPs at the top, outside both.
 const (
 	Zone       = "example.test"
 	ProbeName  = "www.example.test"
 	ProbeValue = "192.0.2.80"
 
-	dynamicFirst  = 128 // docker hands out .128-.191
+	// UpstreamPath is the file on each load balancer that holds the
+	// `upstream dns` block, included from nginx.conf's stream block, so
+	// that a plan's nginx.upstream rewrites the servers and nothing else.
+	UpstreamPath = "/etc/nginx/stream.d/dns-upstream.conf"
+	// DNSTag tags the name server instances in the lab cloud.
+	DNSTag = "dns"
+
+	aptOctet      = 5
+	dynamicFirst  = 128 // cloud machines: .128-.191
+	dynamicCount  = 64
 	dynamicBits   = 26
 	reservedFirst = 240 // .240-.247
 	reservedCount = 8
 )
+
+// nameServers are created through the lab cloud on the lab's first start.
+var nameServers = []string{"ns1", "ns2"}
 
 type defaultHost struct {
 	name   string
@@ -26,9 +52,8 @@ type defaultHost struct {
 	octet  int // last octet of its fixed address
 }
 
+// topology lists the lab's plain hosts.
 var topology = []defaultHost{
-	{name: "ns1", groups: []string{"dns"}, octet: 10},
-	{name: "ns2", groups: []string{"dns"}, octet: 11},
 	{name: "lb1", groups: []string{"lb"}, octet: 20},
 	{name: "lb2", groups: []string{"lb"}, octet: 21},
 }
@@ -40,22 +65,53 @@ func hostAddr(subnet netip.Prefix, octet int) netip.Addr {
 	return netip.AddrFrom4(a)
 }
 
-// roleSeed is what a default host runs: its files and services.
-func roleSeed(h defaultHost, subnet netip.Prefix) *seed {
-	ns1, ns2 := hostAddr(subnet, topology[0].octet), hostAddr(subnet, topology[1].octet)
-	s := &seed{}
-	switch h.groups[0] {
-	case "dns":
-		s.files = []seedFile{
-			{path: "/etc/bind/named.conf.local", mode: 0o644, data: []byte(namedConfLocal)},
-			{path: "/etc/bind/db." + Zone, mode: 0o644, data: []byte(zoneFile(ns1, ns2))},
-		}
-		s.services = []string{"named"}
-	case "lb":
-		s.files = []seedFile{{path: "/etc/nginx/nginx.conf", mode: 0o644, data: []byte(nginxConf(ns1, ns2))}}
-		s.services = []string{"nginx"}
+// lbAddrs are the load balancers' addresses, the service's public ones.
+func lbAddrs(subnet netip.Prefix) []netip.Addr {
+	var out []netip.Addr
+	for _, h := range topology {
+		out = append(out, hostAddr(subnet, h.octet))
 	}
-	return s
+	return out
+}
+
+// lbSeed is what a load balancer runs: nginx proxying UDP and TCP port 53
+// to the name servers.
+func lbSeed(nameServers []netip.Addr) *seed {
+	return &seed{
+		files: []seedFile{
+			{path: "/etc/nginx/nginx.conf", mode: 0o644, data: []byte(nginxConf)},
+			{path: UpstreamPath, mode: 0o644, data: []byte(upstreamConf(nameServers))},
+		},
+		services: []string{"nginx"},
+	}
+}
+
+// nameServerUserData is the cloud-init user data a name server instance is
+// created with: BIND serving the zone, enabled at boot, and the host key the
+// lab keeps for that name (so a re-created lab keeps its known_hosts lines).
+func nameServerUserData(subnet netip.Prefix, hostKey, hostPub string) ([]byte, error) {
+	type file struct {
+		Path        string `yaml:"path"`
+		Content     string `yaml:"content"`
+		Permissions string `yaml:"permissions"`
+	}
+	cc := struct {
+		WriteFiles []file            `yaml:"write_files"`
+		RunCmd     [][]string        `yaml:"runcmd"`
+		SSHKeys    map[string]string `yaml:"ssh_keys"`
+	}{
+		WriteFiles: []file{
+			{Path: "/etc/bind/named.conf.local", Content: namedConfLocal, Permissions: "0644"},
+			{Path: "/etc/bind/db." + Zone, Content: zoneFile(lbAddrs(subnet)), Permissions: "0644"},
+		},
+		RunCmd:  [][]string{{"update-rc.d", "named", "enable"}},
+		SSHKeys: map[string]string{"ed25519_private": hostKey, "ed25519_public": hostPub},
+	}
+	data, err := yaml.Marshal(cc)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte("#cloud-config\n"), data...), nil
 }
 
 const namedConfLocal = `// orch lab: the zone every name server serves.
@@ -65,7 +121,9 @@ zone "` + Zone + `" {
 };
 `
 
-func zoneFile(ns1, ns2 netip.Addr) string {
+// zoneFile is the lab zone. Its name servers' names point at the load
+// balancers, which answer for whichever servers are behind them.
+func zoneFile(lbs []netip.Addr) string {
 	return fmt.Sprintf(`$TTL 60
 @	IN SOA	ns1.%[1]s. hostmaster.%[1]s. ( 1 3600 600 86400 60 )
 	IN NS	ns1.%[1]s.
@@ -73,17 +131,12 @@ func zoneFile(ns1, ns2 netip.Addr) string {
 ns1	IN A	%[2]s
 ns2	IN A	%[3]s
 www	IN A	%[4]s
-`, Zone, ns1, ns2, ProbeValue)
+`, Zone, lbs[0], lbs[1], ProbeValue)
 }
 
-// nginxConf is a load balancer's whole config: a UDP and TCP stream proxy on
-// port 53 in front of the name servers, and nothing else.
-func nginxConf(servers ...netip.Addr) string {
-	var up strings.Builder
-	for _, s := range servers {
-		fmt.Fprintf(&up, "\t\tserver %s:53;\n", s)
-	}
-	return `# orch lab: DNS load balancer.
+// nginxConf is a load balancer's config: a UDP and TCP stream proxy on port
+// 53 in front of the name servers of UpstreamPath, and nothing else.
+const nginxConf = `# orch lab: DNS load balancer.
 user www-data;
 worker_processes 1;
 pid /run/nginx.pid;
@@ -94,8 +147,8 @@ events {
 }
 
 stream {
-	upstream dns {
-` + up.String() + `	}
+	# upstream dns { ... }: the name servers.
+	include ` + UpstreamPath + `;
 
 	server {
 		listen 53 udp;
@@ -110,4 +163,14 @@ stream {
 	}
 }
 `
+
+// upstreamConf is UpstreamPath's content.
+func upstreamConf(servers []netip.Addr) string {
+	var b strings.Builder
+	b.WriteString("# orch lab: the name servers behind this load balancer.\nupstream dns {\n")
+	for _, s := range servers {
+		fmt.Fprintf(&b, "\tserver %s:53;\n", s)
+	}
+	b.WriteString("}\n")
+	return b.String()
 }

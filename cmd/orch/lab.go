@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
@@ -17,13 +18,34 @@ import (
 // knows to use the lab again.
 const labInventoryName = "lab"
 
-// labOptions aims lab commands at the lab in the state dir. ORCH_LAB_PREFIX
-// names another lab's network and containers, so that several labs (a
-// test's and yours) can run side by side.
-func (c *cli) labOptions() lab.Options {
-	return lab.Options{StateDir: engine.StateDir(), Prefix: os.Getenv("ORCH_LAB_PREFIX"), Logf: func(format string, args ...any) {
+// labDir is the lab's state folder: one lab per machine, whatever the
+// working directory. $ORCH_LAB_STATE, else $XDG_STATE_HOME/orch/lab, else
+// ~/.local/state/orch/lab.
+func labDir() (string, error) {
+	if d := os.Getenv("ORCH_LAB_STATE"); d != "" {
+		return filepath.Abs(d)
+	}
+	if d := os.Getenv("XDG_STATE_HOME"); filepath.IsAbs(d) { // the spec ignores relative paths
+		return filepath.Join(d, "orch", "lab"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("no place for the lab's state: %w (set ORCH_LAB_STATE)", err)
+	}
+	return filepath.Join(home, ".local", "state", "orch", "lab"), nil
+}
+
+// labOptions aims lab commands at the machine's lab. ORCH_LAB_PREFIX names
+// another lab's network and containers, so that several labs (a test's and
+// yours) can run side by side; give each its own ORCH_LAB_STATE.
+func (c *cli) labOptions() (lab.Options, error) {
+	dir, err := labDir()
+	if err != nil {
+		return lab.Options{}, err
+	}
+	return lab.Options{Dir: dir, Prefix: os.Getenv("ORCH_LAB_PREFIX"), Logf: func(format string, args ...any) {
 		c.log.Info(fmt.Sprintf(format, args...))
-	}}
+	}}, nil
 }
 
 func (c *cli) lab(ctx context.Context, args []string) error {
@@ -40,17 +62,21 @@ func (c *cli) lab(ctx context.Context, args []string) error {
 	if len(pos) > 0 {
 		return &usageError{msg: fmt.Sprintf("orch lab %s takes no arguments", args[0])}
 	}
+	opts, err := c.labOptions()
+	if err != nil {
+		return err
+	}
 	switch args[0] {
 	case "up":
-		l, err := lab.Up(ctx, c.labOptions())
+		l, err := lab.Up(ctx, opts)
 		if err != nil {
 			return err
 		}
 		return c.labStatus(ctx, l, false)
 	case "down":
-		return lab.Down(ctx, c.labOptions())
+		return lab.Down(ctx, opts)
 	case "status":
-		l, err := lab.Open(engine.StateDir())
+		l, err := lab.Open(opts.Dir)
 		if err != nil {
 			if *asJSON {
 				fmt.Fprintln(c.stdout, "[]")
@@ -60,7 +86,7 @@ func (c *cli) lab(ctx context.Context, args []string) error {
 		}
 		return c.labStatus(ctx, l, *asJSON)
 	case "env":
-		l, err := lab.Open(engine.StateDir())
+		l, err := lab.Open(opts.Dir)
 		if err != nil {
 			return fmt.Errorf("%w (start it with: orch lab up)", err)
 		}
@@ -69,7 +95,7 @@ func (c *cli) lab(ctx context.Context, args []string) error {
 		}
 		return nil
 	case "image":
-		tag, err := lab.EnsureImage(ctx, c.labOptions().Logf)
+		tag, err := lab.EnsureImage(ctx, opts.Logf)
 		if err != nil {
 			return err
 		}
@@ -77,7 +103,7 @@ func (c *cli) lab(ctx context.Context, args []string) error {
 		return nil
 	case "serve-cloud": // started in the background by `orch lab up`
 		if *state == "" {
-			*state = engine.StateDir()
+			*state = opts.Dir
 		}
 		return lab.ServeCloud(ctx, *state)
 	}
@@ -111,7 +137,11 @@ func (c *cli) labStatus(ctx context.Context, l *lab.Lab, asJSON bool) error {
 // its known_hosts with strict checking, its key for machines created at run
 // time, and its cloud for the linode and digitalocean modules.
 func (c *cli) labInventory(ctx context.Context, opts *engine.Options) (*inventory.Inventory, error) {
-	l, err := lab.Up(ctx, c.labOptions())
+	labOpts, err := c.labOptions()
+	if err != nil {
+		return nil, err
+	}
+	l, err := lab.Up(ctx, labOpts)
 	if err != nil {
 		return nil, err
 	}

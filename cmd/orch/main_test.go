@@ -13,6 +13,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/orch-dev/orch/testkit/require"
 	"github.com/orch-dev/orch/testkit/sshdtest"
 )
 
@@ -39,7 +40,8 @@ func TestScripts(t *testing.T) {
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("ORCH_STATE", filepath.Join(env.WorkDir, ".orch"))
 			env.Setenv("HOME", env.WorkDir) // no ~/.ssh/config or known_hosts of the machine
-			// A lab of the tests' own, beside any lab the developer runs.
+			// A lab of the tests' own, beside any lab the developer runs. Its
+			// state goes where a user's would, under $HOME/.local/state.
 			env.Setenv("ORCH_LAB_PREFIX", fmt.Sprintf("orch-labtest-cli-%d", os.Getpid()))
 			return nil
 		},
@@ -55,11 +57,23 @@ func TestScripts(t *testing.T) {
 			},
 		},
 		Condition: func(cond string) (bool, error) {
+			// Where ORCH_TEST_REQUIRE is set, a missing prerequisite fails
+			// the script instead of skipping it.
 			switch cond {
 			case "docker":
-				return exec.Command("docker", "info").Run() == nil, nil
+				if exec.Command("docker", "info").Run() == nil {
+					return true, nil
+				}
+				if require.Strict() {
+					return false, fmt.Errorf("no Docker engine (docker info failed; %s is set)", require.Env)
+				}
+				return false, nil
 			case "sshd":
-				return sshdtest.Available() == "", nil
+				why := sshdtest.Available()
+				if why != "" && require.Strict() {
+					return false, fmt.Errorf("%s (%s is set)", why, require.Env)
+				}
+				return why == "", nil
 			}
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},

@@ -30,6 +30,8 @@ type droplet struct {
 	machineID string
 	address   string
 	pending   *doAction          // the action in progress, if any
+	spec      *MachineSpec       // what to start, while new
+	renameTo  string             // the name a pending rename gives it
 	cancel    context.CancelFunc // cancels the machine start while new
 	deleted   bool
 }
@@ -60,6 +62,7 @@ type reservedIP struct {
 	region    string
 	dropletID int // 0 when unassigned
 	pending   *doAction
+	assignTo  int // the droplet the pending action assigns it to; 0 unassigns
 }
 
 const doContentType = "application/json; charset=utf-8"
@@ -282,12 +285,13 @@ func (s *Server) newActionLocked(typ, resourceType string, resourceID int, regio
 	return a
 }
 
-// finishLocked completes an action. s.mu is held.
+// finishLocked completes an action and saves the state. s.mu is held.
 func (s *Server) finishLocked(a *doAction, err error) {
 	a.status, a.completed = "completed", s.now()
 	if err != nil {
 		a.status = "errored"
 	}
+	s.saveLocked()
 }
 
 func (s *Server) serveDO(w http.ResponseWriter, r *http.Request, rest string) {
@@ -460,9 +464,12 @@ func (s *Server) createDroplets(w http.ResponseWriter, r *http.Request) {
 		s.droplets[d.id] = d
 		a := s.newActionLocked("create", "droplet", d.id, d.region)
 		d.pending = a
-		spec := MachineSpec{Name: n, Image: image.String(), Tags: slices.Clone(req.Tags), UserData: []byte(req.UserData)}
+		spec := MachineSpec{Name: n, Image: image.String(), Tags: slices.Clone(req.Tags), UserData: []byte(req.UserData),
+			Key: fmt.Sprintf("digitalocean/%d", d.id)}
+		d.spec = &spec
 		created = append(created, started{d, a, ctx, spec})
 	}
+	s.saveLocked()
 	var drops []dropletJSON
 	var links []linkAction
 	for _, c := range created {
@@ -478,6 +485,7 @@ func (s *Server) createDroplets(w http.ResponseWriter, r *http.Request) {
 				c.d.cancel()
 				delete(s.droplets, c.d.id)
 			}
+			s.saveLocked()
 			s.mu.Unlock()
 			doError(w, http.StatusServiceUnavailable, "service_unavailable", "The lab cloud is shutting down.")
 			return
@@ -534,15 +542,20 @@ func baseURL(r *http.Request) string {
 func (s *Server) provisionDroplet(ctx context.Context, d *droplet, a *doAction, spec MachineSpec) {
 	defer d.cancel()
 	m, err := s.machines.Start(ctx, spec)
+	if err != nil && s.ctx.Err() != nil {
+		return // the server is closing: the next one to open its state starts it again
+	}
 	s.mu.Lock()
 	deleted := d.deleted
 	switch {
 	case deleted:
 	case err != nil:
 		d.status = "off"
+		s.logf("lab cloud: droplet %d (%s) did not start: %v", d.id, d.name, err)
 	default:
 		d.machineID, d.address, d.status = m.ID, m.Address, "active"
 	}
+	d.spec = nil
 	if d.pending == a {
 		d.pending = nil
 	}
@@ -677,8 +690,12 @@ func (s *Server) removeDroplets(ctx context.Context, match func(*droplet) bool) 
 				g.ips = append(g.ips, rip.ip)
 			}
 		}
+		if g.machineID != "" {
+			s.removals[g.machineID] = true
+		}
 		removed = append(removed, g)
 	}
+	s.saveLocked()
 	s.mu.Unlock()
 	if len(removed) == 0 {
 		return errNoDroplet
@@ -692,12 +709,25 @@ func (s *Server) removeDroplets(ctx context.Context, match func(*droplet) bool) 
 			}
 		}
 		if g.machineID != "" {
-			if err := s.machines.Remove(ctx, g.machineID); err != nil && firstErr == nil {
+			if err := s.removeRecorded(ctx, g.machineID); err != nil && firstErr == nil {
 				firstErr = err
 			}
 		}
 	}
 	return firstErr
+}
+
+// removeRecorded removes the machine of a deleted droplet, which
+// s.removals lists until it is gone, so that a restart finishes the job.
+func (s *Server) removeRecorded(ctx context.Context, machineID string) error {
+	err := s.machines.Remove(ctx, machineID)
+	if err == nil {
+		s.mu.Lock()
+		delete(s.removals, machineID)
+		s.saveLocked()
+		s.mu.Unlock()
+	}
+	return err
 }
 
 func (s *Server) dropletAction(w http.ResponseWriter, r *http.Request, id int) {
@@ -730,26 +760,34 @@ func (s *Server) dropletAction(w http.ResponseWriter, r *http.Request, id int) {
 		return
 	}
 	a := s.newActionLocked("rename", "droplet", id, d.region)
-	d.pending = a
-	machineID, name := d.machineID, req.Name
+	d.pending, d.renameTo = a, req.Name
+	s.saveLocked()
 	reply := a.json()
 	s.mu.Unlock()
 
-	ok := s.goBackground(func(ctx context.Context) {
-		err := s.machines.Rename(ctx, machineID, name)
-		s.mu.Lock()
-		if err == nil && !d.deleted {
-			d.name = name
-		}
-		d.pending = nil
-		s.finishLocked(a, err)
-		s.mu.Unlock()
-	})
-	if !ok {
+	if !s.goBackground(func(ctx context.Context) { s.finishDropletRename(ctx, d, a) }) {
 		doError(w, http.StatusServiceUnavailable, "service_unavailable", "The lab cloud is shutting down.")
 		return
 	}
 	writeJSON(w, http.StatusCreated, doContentType, map[string]any{"action": reply})
+}
+
+// finishDropletRename carries out a droplet's pending rename, action a.
+func (s *Server) finishDropletRename(ctx context.Context, d *droplet, a *doAction) {
+	s.mu.Lock()
+	machineID, name := d.machineID, d.renameTo
+	s.mu.Unlock()
+	err := s.machines.Rename(ctx, machineID, name)
+	if err != nil && s.ctx.Err() != nil {
+		return // the server is closing; the next one carries the rename out
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err == nil && !d.deleted {
+		d.name = name
+	}
+	d.pending, d.renameTo = nil, ""
+	s.finishLocked(a, err)
 }
 
 // getAction serves an action; resourceType and resourceID, when set, must
@@ -840,6 +878,7 @@ func (s *Server) createReservedIP(w http.ResponseWriter, r *http.Request) {
 		rip.region = d.region
 	}
 	s.reserved[ip] = rip
+	s.saveLocked()
 	links := map[string]any{}
 	var assign func(context.Context)
 	if d != nil {
@@ -860,24 +899,40 @@ func (s *Server) createReservedIP(w http.ResponseWriter, r *http.Request) {
 // startAssignLocked records an assign (d != nil) or unassign action on rip and
 // returns the work that carries it out. s.mu is held.
 func (s *Server) startAssignLocked(rip *reservedIP, d *droplet) (*doAction, func(context.Context)) {
-	typ, machineID, dropletID := "unassign_ip", "", 0
+	typ, dropletID := "unassign_ip", 0
 	if d != nil {
-		typ, machineID, dropletID = "assign_ip", d.machineID, d.id
+		typ, dropletID = "assign_ip", d.id
 	}
 	a := s.newActionLocked(typ, "reserved_ip", ipResourceID(rip.ip), rip.region)
-	rip.pending = a
-	return a, func(ctx context.Context) {
+	rip.pending, rip.assignTo = a, dropletID
+	s.saveLocked()
+	return a, s.assignWork(rip, d, a)
+}
+
+// assignWork moves rip to droplet d (nil: unassigns it) and completes
+// action a.
+func (s *Server) assignWork(rip *reservedIP, d *droplet, a *doAction) func(context.Context) {
+	return func(ctx context.Context) {
+		machineID, dropletID := "", 0
+		if d != nil {
+			s.mu.Lock()
+			machineID, dropletID = d.machineID, d.id
+			s.mu.Unlock()
+		}
 		err := s.machines.AssignIP(ctx, rip.ip, machineID)
+		if err != nil && s.ctx.Err() != nil {
+			return // the server is closing; the next one carries the move out
+		}
 		s.mu.Lock()
+		defer s.mu.Unlock()
 		if err == nil {
 			rip.dropletID = dropletID
 			if d != nil && d.deleted {
 				rip.dropletID = 0 // the droplet went away meanwhile
 			}
 		}
-		rip.pending = nil
+		rip.pending, rip.assignTo = nil, 0
 		s.finishLocked(a, err)
-		s.mu.Unlock()
 	}
 }
 
@@ -951,6 +1006,7 @@ func (s *Server) deleteReservedIP(w http.ResponseWriter, r *http.Request, ip str
 	}
 	assigned := rip.dropletID != 0
 	delete(s.reserved, ip) // back to the pool
+	s.saveLocked()
 	s.mu.Unlock()
 	if assigned {
 		if err := s.machines.AssignIP(context.WithoutCancel(r.Context()), ip, ""); err != nil {

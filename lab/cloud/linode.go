@@ -27,6 +27,8 @@ type linodeInstance struct {
 
 	machineID string
 	address   string
+	spec      *MachineSpec       // what to start, while provisioning
+	renameTo  string             // the label a rename in flight gives it
 	busy      bool               // a machine operation is running; changes get "Linode busy."
 	cancel    context.CancelFunc // cancels the machine start while provisioning
 	deleted   bool
@@ -205,10 +207,11 @@ func checkLinodeLabel(label string) *linodeReason {
 	return nil
 }
 
-// labelTakenLocked reports whether another instance uses label. s.mu is held.
+// labelTakenLocked reports whether another instance uses label, or is
+// being renamed to it. s.mu is held.
 func (s *Server) labelTakenLocked(label string, except int) bool {
 	for id, in := range s.linodes {
-		if id != except && in.label == label {
+		if id != except && (in.label == label || in.renameTo == label) {
 			return true
 		}
 	}
@@ -274,20 +277,23 @@ func (s *Server) createLinode(w http.ResponseWriter, r *http.Request) {
 	s.nextLinode++
 	now := s.now()
 	ctx, cancel := context.WithCancel(s.ctx)
+	spec := MachineSpec{Name: label, Image: req.Image, Tags: slices.Clone(req.Tags), UserData: userData,
+		SSHKeys: slices.Clone(req.AuthorizedKeys), Key: fmt.Sprintf("linode/%d", id)}
 	in := &linodeInstance{
 		id: id, label: label, region: req.Region, typ: req.Type, image: req.Image,
 		tags: slices.Clone(req.Tags), status: "provisioning", hasUserData: len(userData) > 0,
-		created: now, updated: now, cancel: cancel,
+		created: now, updated: now, cancel: cancel, spec: &spec,
 	}
 	s.linodes[id] = in
+	s.saveLocked()
 	reply := in.json()
 	s.mu.Unlock()
 
-	spec := MachineSpec{Name: label, Image: req.Image, Tags: slices.Clone(req.Tags), UserData: userData, SSHKeys: slices.Clone(req.AuthorizedKeys)}
 	if !s.goBackground(func(context.Context) { s.provisionLinode(ctx, in, spec) }) {
 		cancel()
 		s.mu.Lock()
 		delete(s.linodes, id)
+		s.saveLocked()
 		s.mu.Unlock()
 		linodeError(w, http.StatusServiceUnavailable, "Service Unavailable", "")
 		return
@@ -300,16 +306,22 @@ func (s *Server) createLinode(w http.ResponseWriter, r *http.Request) {
 func (s *Server) provisionLinode(ctx context.Context, in *linodeInstance, spec MachineSpec) {
 	defer in.cancel()
 	m, err := s.machines.Start(ctx, spec)
+	if err != nil && s.ctx.Err() != nil {
+		return // the server is closing: the next one to open its state starts it again
+	}
 	s.mu.Lock()
 	deleted := in.deleted
 	switch {
 	case deleted:
 	case err != nil:
 		in.status = "offline"
+		s.logf("lab cloud: linode %d (%s) did not start: %v", in.id, in.label, err)
 	default:
 		in.machineID, in.address, in.status = m.ID, m.Address, "running"
 	}
+	in.spec = nil
 	in.updated = s.now()
+	s.saveLocked()
 	s.mu.Unlock()
 	if deleted && err == nil {
 		s.removeMachine(ctx, m.ID)
@@ -360,22 +372,15 @@ func (s *Server) updateLinode(w http.ResponseWriter, r *http.Request, id int) {
 	if req.Tags != nil {
 		in.tags = slices.Clone(*req.Tags)
 	}
-	oldLabel, machineID := in.label, in.machineID
 	if renaming {
-		in.label, in.busy = *req.Label, true // reserve the label while the machine is renamed
+		in.renameTo, in.busy = *req.Label, true // reserve the label while the machine is renamed
 	}
 	in.updated = s.now()
+	s.saveLocked()
 	s.mu.Unlock()
 
 	if renaming {
-		err := s.machines.Rename(context.WithoutCancel(r.Context()), machineID, *req.Label)
-		s.mu.Lock()
-		in.busy = false
-		if err != nil {
-			in.label = oldLabel
-		}
-		s.mu.Unlock()
-		if err != nil {
+		if err := s.finishLinodeRename(r.Context(), in); err != nil {
 			linodeError(w, http.StatusInternalServerError, "Rename failed: "+err.Error(), "")
 			return
 		}
@@ -404,30 +409,59 @@ func (s *Server) deleteLinode(w http.ResponseWriter, r *http.Request, id int) {
 		delete(s.linodes, id)
 		in.deleted = true
 		in.cancel()
+		s.saveLocked()
 		s.mu.Unlock()
 		linodeJSONReply(w, struct{}{})
 		return
 	}
 	oldStatus := in.status
 	in.status, in.busy = "deleting", true
-	machineID := in.machineID
+	s.saveLocked()
 	s.mu.Unlock()
 
-	err := s.machines.Remove(context.WithoutCancel(r.Context()), machineID)
+	if err := s.finishLinodeDelete(r.Context(), in, oldStatus); err != nil {
+		linodeError(w, http.StatusInternalServerError, "Delete failed: "+err.Error(), "")
+		return
+	}
+	linodeJSONReply(w, struct{}{})
+}
+
+// finishLinodeRename renames the machine of an instance that has a rename
+// in flight (renameTo), then gives the instance its new label, or keeps the
+// old one if the machine could not be renamed.
+func (s *Server) finishLinodeRename(ctx context.Context, in *linodeInstance) error {
 	s.mu.Lock()
+	machineID, label := in.machineID, in.renameTo
+	s.mu.Unlock()
+	err := s.machines.Rename(context.WithoutCancel(ctx), machineID, label)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err == nil {
+		in.label = label
+	}
+	in.renameTo, in.busy, in.updated = "", false, s.now()
+	s.saveLocked()
+	return err
+}
+
+// finishLinodeDelete removes the machine of an instance being deleted, then
+// the instance; if the machine stays, the instance goes back to oldStatus.
+func (s *Server) finishLinodeDelete(ctx context.Context, in *linodeInstance, oldStatus string) error {
+	s.mu.Lock()
+	machineID := in.machineID
+	s.mu.Unlock()
+	err := s.machines.Remove(context.WithoutCancel(ctx), machineID)
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	in.busy = false
 	if err != nil {
 		in.status = oldStatus
 	} else {
 		in.deleted = true
-		delete(s.linodes, id)
+		delete(s.linodes, in.id)
 	}
-	s.mu.Unlock()
-	if err != nil {
-		linodeError(w, http.StatusInternalServerError, "Delete failed: "+err.Error(), "")
-		return
-	}
-	linodeJSONReply(w, struct{}{})
+	s.saveLocked()
+	return err
 }
 
 func (s *Server) listLinodes(w http.ResponseWriter, r *http.Request) {

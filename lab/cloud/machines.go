@@ -9,6 +9,11 @@ type MachineSpec struct {
 	Tags     []string // tags from the request
 	UserData []byte   // decoded cloud-init user data, if any (write_files, runcmd, ssh_keys)
 	SSHKeys  []string // authorized public keys to install for root
+	// Key names the API object the machine belongs to ("linode/1003"). A
+	// start that a restart of the cloud interrupted is started again with
+	// the same key: a machine left over from the first try, with this key,
+	// is replaced.
+	Key string
 }
 
 // Machine is a started lab machine.

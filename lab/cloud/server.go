@@ -55,12 +55,14 @@ type Tokens struct {
 	DigitalOcean string
 }
 
-// Server is the lab cloud's HTTP handler. Its state lives in memory for the
-// server's lifetime and is safe for concurrent use.
+// Server is the lab cloud's HTTP handler, safe for concurrent use. Its state
+// lives in memory (NewServer) or in a file that survives the process (Open).
 type Server struct {
-	machines Machines
-	tokens   Tokens
-	now      func() time.Time
+	machines  Machines
+	tokens    Tokens
+	now       func() time.Time
+	statePath string // see Open; "" keeps the state in memory only
+	logf      func(format string, args ...any)
 
 	// ctx ends background work (machine starts, actions) when the server closes.
 	ctx    context.Context
@@ -76,6 +78,7 @@ type Server struct {
 	actions    map[int]*doAction
 	reserved   map[string]*reservedIP // reserved IPs that exist; pooled ones absent
 	pool       []string               // every lab reserved address, in Machines order
+	removals   map[string]bool        // machines of deleted droplets not yet removed
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -88,6 +91,7 @@ func NewServer(m Machines, tokens Tokens) *Server {
 		machines:   m,
 		tokens:     tokens,
 		now:        func() time.Time { return time.Now().UTC() },
+		logf:       func(string, ...any) {},
 		ctx:        ctx,
 		cancel:     cancel,
 		nextLinode: 1000,
@@ -96,6 +100,7 @@ func NewServer(m Machines, tokens Tokens) *Server {
 		droplets:   map[int]*droplet{},
 		actions:    map[int]*doAction{},
 		reserved:   map[string]*reservedIP{},
+		removals:   map[string]bool{},
 	}
 	for _, ip := range m.ReservedIPs() {
 		s.pool = append(s.pool, ip)

@@ -28,8 +28,38 @@ options {
 };
 CONF
 
-# Later installs stay as lean as the image.
-printf 'APT::Install-Recommends "false";\n' > /etc/apt/apt.conf.d/99orch-lab
+# Services start where a machine's role enables them (update-rc.d NAME
+# enable): the container's init starts what runlevel 2 would start at boot,
+# as sysvinit does. The image enables none of its daemons; sshd is the
+# container's main process.
+for s in apt-cacher-ng haproxy named nginx; do
+	update-rc.d "$s" disable >/dev/null
+done
+
+# Two non-root users for become tests, lab fixtures both: deploy may sudo
+# without a password; deploy-pw must give its password, orch-lab-sudo
+# (a published test password, never to be used outside the lab). Both log in
+# with the lab's client key, which each machine's seed installs. '*' is no
+# password, which sshd does not treat as a locked account.
+useradd --create-home --shell /bin/bash deploy
+usermod -p '*' deploy
+useradd --create-home --shell /bin/bash deploy-pw
+echo 'deploy-pw:orch-lab-sudo' | chpasswd
+cat > /etc/sudoers.d/orch-lab <<'CONF'
+# orch lab fixtures for become tests.
+Defaults lecture = never
+deploy ALL=(ALL:ALL) NOPASSWD: ALL
+deploy-pw ALL=(ALL:ALL) ALL
+CONF
+chmod 0440 /etc/sudoers.d/orch-lab
+visudo -c -q -f /etc/sudoers.d/orch-lab
+
+# The lab's apt proxy runs apt-cacher-ng as its own user, in the foreground.
+chown apt-cacher-ng:apt-cacher-ng /run/apt-cacher-ng
+
+# Later installs stay as lean as the image, and package list updates
+# fetch no translations.
+printf 'APT::Install-Recommends "false";\nAcquire::Languages "none";\n' > /etc/apt/apt.conf.d/99orch-lab
 
 if dpkg-query -W -f '${Package}\n' | grep -q '^python'; then
 	echo "orch lab image: a python package was pulled in:" >&2

@@ -1,5 +1,6 @@
 // Package image builds the lab's container image: Debian with sshd, BIND,
-// nginx, HAProxy and tini, and no Python.
+// nginx, HAProxy, sudo, socat, curl, apt-cacher-ng and tini, two non-root
+// users for become tests (see finish.sh), and no Python.
 //
 // The recipe is the package list below plus finish.sh (and the Dockerfile for
 // the docker-build path). Its content hash names the image, orch-lab:<hash12>,
@@ -8,8 +9,9 @@
 // Where a Debian base image is already present in the engine, the image is
 // built with docker build. Otherwise (the usual case: no registry reachable)
 // the root file system is bootstrapped with debootstrap from the machine's own
-// apt sources and loaded with docker import. Nothing is ever pulled unless
-// $ORCH_LAB_PULL=1 asks for it.
+// apt sources and loaded with docker import; the build installs debootstrap
+// first (apt-get, as root or through sudo) where it is missing. Nothing is
+// ever pulled unless $ORCH_LAB_PULL=1 asks for it.
 package image
 
 import (
@@ -17,7 +19,6 @@ import (
 	"crypto/sha256"
 	_ "embed"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -37,7 +38,9 @@ const Suite = "bookworm"
 // Packages is what the image installs on top of a minimal base. Recommends are
 // never installed, which keeps Python and other agents out.
 var Packages = []string{
+	"apt-cacher-ng", // the lab's apt proxy runs from this image too
 	"bind9",
+	"curl",
 	"dnsutils",
 	"haproxy",
 	"iproute2",
@@ -47,6 +50,8 @@ var Packages = []string{
 	"openssh-server",
 	"openssh-sftp-server",
 	"procps",
+	"socat",
+	"sudo",
 	"tini",
 }
 
@@ -175,54 +180,59 @@ func buildFromBase(ctx context.Context, tag, base, mirror string) error {
 // bootstrap builds the image from a debootstrap root file system. The first
 // stage only unpacks; a policy-rc.d that forbids starting services goes in
 // before the second stage configures the packages, so no daemon starts on
-// this machine during the build.
+// this machine during the build. The steps that need root run as root or
+// through sudo (asRoot); debootstrap itself is installed when missing.
 func bootstrap(ctx context.Context, tag, mirror string, logf func(string, ...any)) error {
-	if os.Geteuid() != 0 {
-		return errors.New("building with debootstrap needs root (or a local Debian base image, see " + PullEnv + ")")
+	root, err := rootCommand(os.Geteuid(), sudoWorks)
+	if err != nil {
+		return err
 	}
-	if _, err := exec.LookPath("debootstrap"); err != nil {
-		return errors.New("debootstrap is not installed (apt-get install -y debootstrap)")
+	logFile, err := os.CreateTemp("", "orch-lab-build-*.log")
+	if err != nil {
+		return err
+	}
+	logPath := logFile.Name()
+	logFile.Close()
+	defer os.Remove(logPath)
+	if err := installBuildTools(ctx, root, missingBuildTools(), logPath, logf); err != nil {
+		return err
 	}
 	dir, err := os.MkdirTemp("", "orch-lab-rootfs-")
 	if err != nil {
 		return err
 	}
-	defer removeRootfs(dir, logf)
-	logPath := dir + ".log"
-	defer os.Remove(logPath)
+	defer removeRootfs(root, dir, logf)
 
 	args := []string{"--variant=minbase", "--foreign", "--include=" + strings.Join(Packages, ",")}
 	if cache := cacheDir(); cache != "" {
 		args = append(args, "--cache-dir="+cache) // a rebuild after a recipe change downloads nothing
 	}
-	if _, err := os.Stat("/usr/share/keyrings/debian-archive-keyring.gpg"); err == nil {
-		args = append(args, "--keyring=/usr/share/keyrings/debian-archive-keyring.gpg")
+	if _, err := os.Stat(debootstrapKeyring); err == nil {
+		args = append(args, "--keyring="+debootstrapKeyring)
 	}
 	args = append(args, Suite, dir, mirror)
 	logf("lab image: debootstrap first stage")
-	if err := runLogged(ctx, logPath, "debootstrap", args...); err != nil {
+	if err := runLogged(ctx, logPath, nil, root.argv("debootstrap", args...)...); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "usr/sbin/policy-rc.d"), []byte("#!/bin/sh\nexit 101\n"), 0o755); err != nil {
+	policy := strings.NewReader("#!/bin/sh\nexit 101\n")
+	if err := runLogged(ctx, logPath, policy, root.argv("chroot", dir, "/bin/sh", "-c", "cat > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d")...); err != nil {
 		return err
 	}
 	logf("lab image: debootstrap second stage")
-	if err := runLogged(ctx, logPath, "chroot", dir, "/debootstrap/debootstrap", "--second-stage"); err != nil {
+	if err := runLogged(ctx, logPath, nil, root.argv("chroot", dir, "/debootstrap/debootstrap", "--second-stage")...); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "tmp/orch-lab-finish.sh"), []byte(finishScript), 0o755); err != nil {
+	if err := runLogged(ctx, logPath, strings.NewReader(finishScript), root.argv("chroot", dir, "/bin/sh", "-s")...); err != nil {
 		return err
 	}
-	if err := runLogged(ctx, logPath, "chroot", dir, "/bin/sh", "/tmp/orch-lab-finish.sh"); err != nil {
-		return err
-	}
-	os.Remove(filepath.Join(dir, "tmp/orch-lab-finish.sh"))
 	logf("lab image: importing")
-	return importRootfs(ctx, dir, tag)
+	return importRootfs(ctx, root, dir, tag)
 }
 
-func importRootfs(ctx context.Context, dir, tag string) error {
-	tarCmd := exec.CommandContext(ctx, "tar", "--numeric-owner", "--xattrs", "-C", dir, "-c", ".")
+func importRootfs(ctx context.Context, root asRoot, dir, tag string) error {
+	argv := root.argv("tar", "--numeric-owner", "--xattrs", "-C", dir, "-c", ".")
+	tarCmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	tarOut, err := tarCmd.StdoutPipe()
 	if err != nil {
 		return err
@@ -245,16 +255,17 @@ func importRootfs(ctx context.Context, dir, tag string) error {
 	return importErr
 }
 
-// runLogged runs a build command with its output appended to logPath, and on
-// failure returns the log's tail, where the reason is.
-func runLogged(ctx context.Context, logPath, name string, args ...string) error {
+// runLogged runs a build command (argv) with stdin (may be nil) and its
+// output appended to logPath, and on failure returns the log's tail, where
+// the reason is.
+func runLogged(ctx context.Context, logPath string, stdin io.Reader, argv ...string) error {
 	logFile, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
 	defer logFile.Close()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, logFile, logFile
 	// debootstrap runs dpkg and friends; cancelling must end them all.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
@@ -262,7 +273,7 @@ func runLogged(ctx context.Context, logPath, name string, args ...string) error 
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("%s: %v\n%s", name, err, tail(logPath, 20))
+		return fmt.Errorf("%s: %v\n%s", strings.Join(argv, " "), err, tail(logPath, 20))
 	}
 	return nil
 }
@@ -288,15 +299,25 @@ func cacheDir() string {
 // removeRootfs deletes a build root, first detaching anything still mounted
 // inside it: removing through a leftover /dev or /proc mount would delete the
 // host's own files.
-func removeRootfs(dir string, logf func(string, ...any)) {
+func removeRootfs(root asRoot, dir string, logf func(string, ...any)) {
 	for _, m := range mountsUnder(dir) {
-		detach(m)
+		if len(root) == 0 {
+			detach(m)
+		} else {
+			umount := root.argv("umount", "-l", m)
+			exec.Command(umount[0], umount[1:]...).Run()
+		}
 	}
 	if left := mountsUnder(dir); len(left) > 0 {
 		logf("lab image: leaving %s in place: still mounted: %s", dir, strings.Join(left, " "))
 		return
 	}
-	os.RemoveAll(dir)
+	if len(root) == 0 {
+		os.RemoveAll(dir)
+		return
+	}
+	rm := root.argv("rm", "-rf", "--one-file-system", "--", dir)
+	exec.Command(rm[0], rm[1:]...).Run()
 }
 
 // mountsUnder lists mount points inside dir, deepest first.

@@ -85,6 +85,32 @@ func TestTag(t *testing.T) {
 	}
 }
 
+func TestRootCommand(t *testing.T) {
+	sudo := func(ok bool) func() bool { return func() bool { return ok } }
+	if r, err := rootCommand(0, sudo(false)); err != nil || len(r) != 0 {
+		t.Errorf("as root: %q %v", r, err)
+	}
+	if r, err := rootCommand(1000, sudo(true)); err != nil || !slices.Equal(r.argv("tar", "-c"), []string{"sudo", "-n", "--", "tar", "-c"}) {
+		t.Errorf("with sudo: %q %v", r, err)
+	}
+	if _, err := rootCommand(1000, sudo(false)); err == nil || !strings.Contains(err.Error(), "needs root") {
+		t.Errorf("without root or sudo: %v", err)
+	}
+}
+
+// ensureForTest builds the image if the engine lacks it, and returns its
+// tag with a context for the test's docker commands.
+func ensureForTest(t *testing.T) (context.Context, string) {
+	dockerOrSkip(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	t.Cleanup(cancel)
+	tag, err := Ensure(ctx, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctx, tag
+}
+
 func dockerOrSkip(t *testing.T) {
 	if err := exec.Command("docker", "info").Run(); err != nil {
 		require.Missing(t, "no docker engine (docker info failed)")
@@ -94,13 +120,7 @@ func dockerOrSkip(t *testing.T) {
 // TestImage builds the image if this engine lacks it (with debootstrap where
 // no Debian base image is present) and checks what is inside.
 func TestImage(t *testing.T) {
-	dockerOrSkip(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
-	defer cancel()
-	tag, err := Ensure(ctx, t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, tag := ensureForTest(t)
 	out, err := exec.Command("docker", "image", "inspect", "--format",
 		`{{index .Config.Labels "`+RecipeLabel+`"}} {{json .Config.Entrypoint}}`, tag).Output()
 	if err != nil {
@@ -115,14 +135,70 @@ echo python: $(dpkg-query -W -f '${Package}\n' | grep -c '^python' || true)
 echo hostkeys: $(ls /etc/ssh/ | grep -c ssh_host_ || true)
 echo recursion: $(grep -c 'recursion no' /etc/bind/named.conf.options)
 ls /etc/nginx/modules-enabled/ | grep -q stream && echo stream: yes
-for s in ssh named nginx haproxy; do test -x /etc/init.d/$s || echo "no init script for $s"; done
+for s in ssh named nginx haproxy apt-cacher-ng; do test -x /etc/init.d/$s || echo "no init script for $s"; done
+echo started at boot: $(ls /etc/rc2.d | grep '^S' | tr '\n' ' ')
+for u in deploy deploy-pw; do echo "$u: $(getent passwd $u | cut -d: -f6,7) $(getent shadow $u | cut -d: -f2 | cut -c1-3)"; done
+visudo -c -q && echo sudoers: ok
+for tool in sudo socat curl haproxy apt-cacher-ng; do command -v $tool >/dev/null || echo "no $tool"; done
 `
 	got, err := exec.Command("docker", "run", "--rm", "--network", "none", tag, "/bin/sh", "-c", script).CombinedOutput()
 	if err != nil {
 		t.Fatalf("%v: %s", err, got)
 	}
-	if want := "python: 0\nhostkeys: 0\nrecursion: 1\nstream: yes\n"; string(got) != want {
+	want := "python: 0\nhostkeys: 0\nrecursion: 1\nstream: yes\n" +
+		"started at boot: S01ssh S01sudo\n" +
+		"deploy: /home/deploy:/bin/bash *\n" +
+		"deploy-pw: /home/deploy-pw:/bin/bash $y$\n" + // a yescrypt hash: it has a password
+		"sudoers: ok\n"
+	if string(got) != want {
 		t.Errorf("image contents:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// insideEnv makes this test binary, run in a lab image container, do the
+// part of TestInstallsBuildTools that needs a machine without debootstrap.
+const insideEnv = "ORCH_LAB_TEST_INSIDE"
+
+// TestInstallsBuildTools runs the build's first step on a Debian machine
+// that lacks debootstrap (a container of the lab image, as root): it
+// installs it with apt-get and says so. It downloads the package lists, so
+// it runs only when ORCH_LAB_TEST_BUILD=1, as in CI.
+func TestInstallsBuildTools(t *testing.T) {
+	if os.Getenv(insideEnv) == "1" {
+		var notices []string
+		logPath := filepath.Join(t.TempDir(), "build.log")
+		root, err := rootCommand(os.Geteuid(), sudoWorks)
+		if err != nil {
+			t.Fatal(err)
+		}
+		missing := missingBuildTools()
+		if !slices.Contains(missing, "debootstrap") {
+			t.Fatalf("debootstrap is already here: %v", missing)
+		}
+		err = installBuildTools(context.Background(), root, missing, logPath, func(f string, a ...any) { notices = append(notices, fmt.Sprintf(f, a...)) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if left := missingBuildTools(); len(left) != 0 {
+			t.Errorf("still missing after the install: %v", left)
+		}
+		if len(notices) != 1 || !strings.Contains(notices[0], "installing debootstrap with apt-get (as root)") {
+			t.Errorf("notices: %q", notices)
+		}
+		return
+	}
+	if os.Getenv("ORCH_LAB_TEST_BUILD") != "1" {
+		t.Skip("set ORCH_LAB_TEST_BUILD=1 to install debootstrap in a container")
+	}
+	ctx, tag := ensureForTest(t)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.CommandContext(ctx, "docker", "run", "--rm", "-e", insideEnv+"=1", "-v", self+":/image.test:ro",
+		tag, "/image.test", "-test.run", "^TestInstallsBuildTools$", "-test.v").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestInstallsBuildTools") {
+		t.Fatalf("in a container of %s: %v\n%s", tag, err, out)
 	}
 }
 

@@ -193,7 +193,13 @@ type Lab struct {
 	Tokens   cloud.Tokens
 	Machines *Machines
 	Server   *cloud.Server
+
+	close     func()
+	closeOnce sync.Once
 }
+
+// Tokens are the tokens of every test lab.
+var Tokens = cloud.Tokens{Linode: "lab-linode-token-7f3a9c", DigitalOcean: "lab-do-token-5e1b2d"}
 
 // Start serves a lab cloud backed by machines (NewMachines when nil) until
 // the test ends.
@@ -202,12 +208,33 @@ func Start(t testing.TB, machines *Machines) *Lab {
 	if machines == nil {
 		machines = NewMachines()
 	}
-	tokens := cloud.Tokens{Linode: "lab-linode-token-7f3a9c", DigitalOcean: "lab-do-token-5e1b2d"}
-	srv := cloud.NewServer(machines, tokens)
+	return serve(t, machines, cloud.NewServer(machines, Tokens))
+}
+
+// Open serves a lab cloud whose state lives in the file at path (see
+// cloud.Open) until the test ends or Close is called: opening the same path
+// again is a restart of the cloud.
+func Open(t testing.TB, machines *Machines, path string) *Lab {
+	t.Helper()
+	srv, err := cloud.Open(machines, Tokens, path, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return serve(t, machines, srv)
+}
+
+func serve(t testing.TB, machines *Machines, srv *cloud.Server) *Lab {
 	hs := httptest.NewServer(srv)
-	t.Cleanup(func() {
+	l := &Lab{URL: hs.URL, Tokens: Tokens, Machines: machines, Server: srv, close: func() {
 		hs.Close()
 		srv.Close()
-	})
-	return &Lab{URL: hs.URL, Tokens: tokens, Machines: machines, Server: srv}
+	}}
+	t.Cleanup(l.Close)
+	return l
+}
+
+// Close stops serving, as the cloud's process would on SIGTERM. It may be
+// called more than once.
+func (l *Lab) Close() {
+	l.closeOnce.Do(l.close)
 }
