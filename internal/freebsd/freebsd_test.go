@@ -19,7 +19,7 @@ var parsers = map[string]func(c fixture.Command) (any, error){
 	},
 	"sysrc get": func(c fixture.Command) (any, error) { return ParseSysrc([]byte(c.Output)) },
 	"sysrc set": func(c fixture.Command) (any, error) { return ParseSysrcChanges([]byte(c.Output)) },
-	"pkg info": func(c fixture.Command) (any, error) { return ParsePkgInfo([]byte(c.Output)) },
+	"pkg info":  func(c fixture.Command) (any, error) { return ParsePkgInfo([]byte(c.Output)) },
 	"service status": func(c fixture.Command) (any, error) {
 		return ParseServiceStatus([]byte(c.Output), c.Exit)
 	},
