@@ -92,7 +92,7 @@ func LoadFS(files fs.FS, name, display string) (*Plan, error) {
 func load(display string, files fs.FS, name string, closer func() error) (*Plan, error) {
 	p := &Plan{
 		Path:    display,
-		Files:   files,
+		Files:   planFolder{files},
 		name:    name,
 		display: strings.TrimSuffix(display, path.Base(name)),
 		progs:   map[string]*starlark.Program{},
@@ -113,6 +113,22 @@ func load(display string, files fs.FS, name string, closer func() error) (*Plan,
 		return nil, fmt.Errorf("plan %s did not compile", display)
 	}
 	return p, nil
+}
+
+// planFolder is the plan's folder as plans and modules read it. It refuses
+// a path that leaves the folder (.., absolute, or through a symlink, which
+// os.Root already refuses) with an error that says so.
+type planFolder struct{ fs.FS }
+
+var errOutsideFolder = errors.New("outside the plan's folder; plans read files only under their own folder")
+
+func (f planFolder) Open(name string) (fs.File, error) {
+	file, err := f.FS.Open(name)
+	var pe *fs.PathError
+	if err != nil && (!fs.ValidPath(name) || errors.As(err, &pe) && pe.Err.Error() == "path escapes from parent") {
+		return nil, &fs.PathError{Op: "read", Path: name, Err: errOutsideFolder}
+	}
+	return file, err
 }
 
 // Close releases the plan's folder.
@@ -228,6 +244,13 @@ func newThread(ctx context.Context, name string) (*starlark.Thread, func()) {
 	th := &starlark.Thread{Name: name}
 	th.SetMaxExecutionSteps(MaxSteps)
 	th.OnMaxSteps = func(th *starlark.Thread) {
+		// Instructions without a position of their own report their
+		// function's def line: give the loop a few more steps to reach a
+		// line of its body, so the error points into the loop.
+		fr := th.DebugFrame(0)
+		if fn, ok := fr.Callable().(*starlark.Function); ok && fr.Position() == fn.Position() && th.ExecutionSteps() < MaxSteps+1000 {
+			return
+		}
 		th.Cancel(fmt.Sprintf("more than %d execution steps: is there an endless loop?", MaxSteps))
 	}
 	stop := context.AfterFunc(ctx, func() { th.Cancel(context.Cause(ctx).Error()) })
