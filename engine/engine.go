@@ -31,6 +31,10 @@ type Options struct {
 	Resume      string   // run ID whose completed steps are skipped
 	RunID       string   // "" means a new ID
 
+	// Event is the webhook delivery that started the run (orch serve),
+	// which the plan sees as ctx.event.
+	Event *plan.Event
+
 	// Dial opens the connection to a host. nil means DefaultDialer(SSH).
 	Dial func(ctx context.Context, h *inventory.Host) (conn.Conn, error)
 	SSH  SSHOptions
@@ -69,7 +73,7 @@ func Run(ctx context.Context, p *plan.Plan, inv *inventory.Inventory, opts Optio
 	}
 	defer r.pool.close()
 	r.emit(Event{Event: "run_start", RunID: r.id, Plan: p.Path, Check: opts.Check})
-	err = p.Run(ctx, r, plan.RunOptions{Check: opts.Check, Args: opts.Args, Vars: allVars(inv), RunID: r.id})
+	err = p.Run(ctx, r, plan.RunOptions{Check: opts.Check, Args: opts.Args, Vars: allVars(inv), RunID: r.id, Event: opts.Event})
 	rep := r.report()
 	r.emit(Event{Event: "summary", Summary: &rep.Summary})
 	r.j.finish(err)

@@ -81,6 +81,14 @@ type RunOptions struct {
 	Args  map[string]string // -e k=v
 	Vars  map[string]any    // inventory vars of "all"
 	RunID string
+	Event *Event // the webhook delivery that started the run; nil outside orch serve
+}
+
+// Event is a webhook delivery, as ctx.event: struct(name, delivery, payload).
+type Event struct {
+	Name     string // X-GitHub-Event, e.g. "push"
+	Delivery string // X-GitHub-Delivery
+	Payload  any    // the JSON body, decoded
 }
 
 const (
@@ -204,8 +212,18 @@ func (rs *runState) contextValue() starlark.Value {
 	if err != nil || rs.opts.Vars == nil {
 		vars = starlark.NewDict(0)
 	}
+	var event starlark.Value = starlark.None
+	if e := rs.opts.Event; e != nil {
+		payload, err := plainStarlark(e.Payload)
+		if err != nil {
+			payload = starlark.None
+		}
+		event = starlarkstruct.FromStringDict(starlark.String("event"), starlark.StringDict{
+			"name": starlark.String(e.Name), "delivery": starlark.String(e.Delivery), "payload": payload})
+	}
 	args.Freeze()
 	vars.Freeze()
+	event.Freeze()
 	return starlarkstruct.FromStringDict(starlark.String("ctx"), starlark.StringDict{
 		"hosts":  starlark.NewBuiltin("ctx.hosts", rs.hosts),
 		"apply":  starlark.NewBuiltin("ctx.apply", rs.apply),
@@ -214,6 +232,7 @@ func (rs *runState) contextValue() starlark.Value {
 		"vars":   vars,
 		"check":  starlark.Bool(rs.opts.Check),
 		"run_id": starlark.String(rs.opts.RunID),
+		"event":  event,
 	})
 }
 
