@@ -261,14 +261,12 @@ func (s *Server) handle(r *http.Request, e *Entry) (int, map[string]any) {
 }
 
 // decodePayload reads the JSON body, which GitHub may also send form-encoded
-// as payload=….
+// as payload=…. (curl -d says form-encoded for a plain JSON body too.)
 func decodePayload(contentType string, body []byte) (any, error) {
 	if mt, _, _ := mime.ParseMediaType(contentType); mt == "application/x-www-form-urlencoded" {
-		form, err := url.ParseQuery(string(body))
-		if err != nil {
-			return nil, fmt.Errorf("form body: %v", err)
+		if form, err := url.ParseQuery(string(body)); err == nil && form.Has("payload") {
+			body = []byte(form.Get("payload"))
 		}
-		body = []byte(form.Get("payload"))
 	}
 	var payload any
 	if err := json.Unmarshal(body, &payload); err != nil {

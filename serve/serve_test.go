@@ -274,6 +274,8 @@ func TestWebhookRunsThePlanOncePerGoodDelivery(t *testing.T) {
 	form := push("d-form", "refs/heads/form")
 	form.body = []byte("payload=" + url.QueryEscape(string(form.body)))
 	form.ctype = "application/x-www-form-urlencoded"
+	curlD := push("d-curl", "refs/heads/curl") // curl -d labels JSON form-encoded
+	curlD.ctype = "application/x-www-form-urlencoded"
 	noID := push("", "refs/heads/main")
 
 	steps := []struct {
@@ -293,6 +295,7 @@ func TestWebhookRunsThePlanOncePerGoodDelivery(t *testing.T) {
 		{"replayed with another body", push("d-1", "refs/heads/other"), http.StatusConflict},
 		{"second good", push("d-2", "refs/heads/next"), http.StatusAccepted},
 		{"form-encoded", form, http.StatusAccepted},
+		{"JSON labelled form-encoded", curlD, http.StatusAccepted},
 	}
 	accepted := map[string]string{} // delivery -> run ID
 	for _, s := range steps {
@@ -318,7 +321,7 @@ func TestWebhookRunsThePlanOncePerGoodDelivery(t *testing.T) {
 		}
 	}
 
-	want := []string{"push d-1 refs/heads/main", "push d-2 refs/heads/next", "push d-form refs/heads/form"}
+	want := []string{"push d-1 refs/heads/main", "push d-2 refs/heads/next", "push d-curl refs/heads/curl", "push d-form refs/heads/form"}
 	if got := runsLog(t, out); strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("runs.log = %q, want %q", got, want)
 	}
