@@ -12,6 +12,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"go.starlark.net/resolve"
@@ -143,11 +144,6 @@ func (p *Plan) Close() error {
 // every file it loads. Static findings are appended to errs so the user
 // sees them all at once; a syntax error or a load cycle stops at once.
 func (p *Plan) compile(name string, src []byte, stack []string, errs *Errors) error {
-	for _, s := range stack {
-		if s == name {
-			return fmt.Errorf("%s: load cycle: %s -> %s", p.displayName(name), strings.Join(stack, " -> "), name)
-		}
-	}
 	if _, done := p.progs[name]; done {
 		return nil
 	}
@@ -173,11 +169,15 @@ func (p *Plan) compile(name string, src []byte, stack []string, errs *Errors) er
 		if err != nil {
 			return &Error{Pos: pos, Msg: err.Error()}
 		}
+		chain := append(stack[:len(stack):len(stack)], name)
+		if slices.Contains(chain, dep) {
+			return &Error{Pos: pos, Msg: fmt.Sprintf("load cycle: %s -> %s", strings.Join(chain, " -> "), dep)}
+		}
 		depSrc, err := fs.ReadFile(p.Files, dep)
 		if err != nil {
 			return &Error{Pos: pos, Msg: fmt.Sprintf("cannot load %q: %v", module, err)}
 		}
-		if err := p.compile(dep, depSrc, append(stack, name), errs); err != nil {
+		if err := p.compile(dep, depSrc, chain, errs); err != nil {
 			return err
 		}
 	}
