@@ -33,6 +33,10 @@ type Options struct {
 	Resume      string   // run ID whose completed steps are skipped
 	RunID       string   // "" means a new ID
 
+	// Event is the webhook delivery that started the run (orch serve),
+	// which the plan sees as ctx.event.
+	Event *plan.Event
+
 	// Dial opens the connection to a host. nil means DefaultDialer(SSH),
 	// which dials by each host's registered connection type.
 	Dial func(ctx context.Context, h *inventory.Host) (conn.Conn, error)
@@ -87,7 +91,7 @@ func Run(ctx context.Context, p *plan.Plan, inv *inventory.Inventory, opts Optio
 	}
 	defer r.pool.close()
 	r.emit(Event{Event: "run_start", RunID: r.id, Plan: p.Path, Check: opts.Check})
-	err = p.Run(ctx, r, plan.RunOptions{Check: opts.Check, Args: opts.Args, Vars: allVars(inv), RunID: r.id})
+	err = p.Run(ctx, r, plan.RunOptions{Check: opts.Check, Args: opts.Args, Vars: allVars(inv), RunID: r.id, Event: opts.Event})
 	if err == nil {
 		err = r.journalErr()
 	}

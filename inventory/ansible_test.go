@@ -438,7 +438,7 @@ func TestAnsibleYAMLErrors(t *testing.T) {
 		{"not a mapping", "- web1\n- web2\n",
 			`hosts.yml:1: a YAML inventory must be a mapping, not a list`},
 		{"syntax", "all:\n  hosts: [\n",
-			`hosts.yml: yaml: line`},
+			`hosts.yml:2: did not find expected node content`},
 		{"bad range", "all:\n  hosts:\n    web[a:1]:\n",
 			`hosts.yml:3: host pattern "web[a:1]": host range [a:1] is neither numeric nor single letters`},
 	}

@@ -41,11 +41,15 @@ func expandHostPattern(pattern string) (names []string, port any, err error) {
 		return nil, nil, fmt.Errorf("invalid host pattern %q: '---' is normally a sign this is a YAML file", pattern)
 	}
 	if !strings.Contains(host, "[") || net.ParseIP(host) != nil {
-		return []string{host}, port, nil
-	}
-	names, err = expandRange(host)
-	if err != nil {
+		names = []string{host}
+	} else if names, err = expandRange(host); err != nil {
 		return nil, nil, fmt.Errorf("host pattern %q: %v", pattern, err)
+	}
+	// Ansible takes any name, but one no host pattern can match is a mistake.
+	for _, name := range names {
+		if err := checkName("host", name); err != nil {
+			return nil, nil, err
+		}
 	}
 	return names, port, nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 )
 
 // The INI reader follows Ansible's plugins/inventory/ini.py line for line in
@@ -49,6 +50,9 @@ func parseINI(filename string, src []byte) (*Inventory, error) {
 		at := fmt.Sprintf("%s:%d", filename, i+1)
 		fail := func(format string, args ...any) error {
 			return fmt.Errorf("%s: %s", at, fmt.Sprintf(format, args...))
+		}
+		if !utf8.ValidString(raw) { // Ansible reads inventories as UTF-8 too
+			return nil, fail("not valid UTF-8")
 		}
 		line := strings.TrimSpace(raw)
 		if line == "" || line[0] == '#' || line[0] == ';' {

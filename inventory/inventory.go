@@ -278,6 +278,9 @@ func (inv *Inventory) Add(h *Host) error {
 	}
 	var direct []string
 	for _, g := range h.Groups {
+		if err := checkName("group", g); err != nil {
+			return fmt.Errorf("inventory: add %s: %w", h.Name, err)
+		}
 		if g != All && g != Ungrouped && !slices.Contains(direct, g) {
 			direct = append(direct, g)
 		}
@@ -488,6 +491,9 @@ func (inv *Inventory) graph() (*graph, error) {
 	}
 	for _, name := range inv.groupSeq {
 		g := inv.groups[name]
+		if err := checkName("group", name); err != nil {
+			return nil, fmt.Errorf("%s%v", prefix(g.at), err)
+		}
 		for _, c := range g.children {
 			if c == All {
 				return nil, fmt.Errorf("%sgroup %q cannot have %q as a child", prefix(g.at), name, All)

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // connVars names the vars that set each connection field: Ansible's names,
@@ -299,6 +301,12 @@ func checkName(kind, name string) error {
 	}
 	if strings.ContainsAny(name, " \t\r\n,") {
 		return fmt.Errorf("%s name %q contains a space or comma", kind, name)
+	}
+	if !utf8.ValidString(name) {
+		return fmt.Errorf("%s name %q is not valid UTF-8", kind, name)
+	}
+	if strings.IndexFunc(name, unicode.IsControl) >= 0 {
+		return fmt.Errorf("%s name %q contains a control character", kind, name)
 	}
 	return nil
 }

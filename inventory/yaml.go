@@ -1,11 +1,14 @@
 package inventory
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -54,7 +57,7 @@ func (y *yamlReader) document(src []byte) (*yaml.Node, error) {
 	y.json = json.Valid(src)
 	var doc yaml.Node
 	if err := yaml.Unmarshal(src, &doc); err != nil {
-		return nil, fmt.Errorf("%s: %v: %w", y.file, err, errNotYAML)
+		return nil, y.syntaxError(src, err)
 	}
 	if len(doc.Content) == 0 {
 		return nil, nil
@@ -68,12 +71,34 @@ func (y *yamlReader) document(src []byte) (*yaml.Node, error) {
 	return root, nil
 }
 
+var yamlLineRE = regexp.MustCompile(`^line (\d+): `)
+
+// syntaxError leads with the file and line, as every inventory error does.
+// yaml.v3 says "yaml: line 3: …", but names no line for a problem on the
+// first line or in the encoding; then the line is that of the first byte
+// YAML refuses, or else the first.
+func (y *yamlReader) syntaxError(src []byte, err error) error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+		return fmt.Errorf("%s:%s: %s: %w", y.file, m[1], msg[len(m[0]):], errNotYAML)
+	}
+	line := 1
+	for i, r := range string(src) {
+		if r == utf8.RuneError || r < ' ' && r != '\t' && r != '\n' && r != '\r' || r == 0x7f {
+			line += bytes.Count(src[:i], []byte("\n"))
+			break
+		}
+	}
+	return fmt.Errorf("%s:%d: %s: %w", y.file, line, msg, errNotYAML)
+}
+
 type yamlReader struct {
 	file     string
 	json     bool // the document is JSON
 	files    bool // reading a group_vars/ or host_vars/ file
 	inv      *Inventory
-	declared map[string]string // "host NAME" or "group NAME" -> where (orch format)
+	declared map[string]string   // "host NAME" or "group NAME" -> where (orch format)
+	reading  map[*yaml.Node]bool // the Ansible group bodies being read, for alias cycles
 }
 
 func (y *yamlReader) at(n *yaml.Node) string { return fmt.Sprintf("%s:%d", y.file, n.Line) }
@@ -122,7 +147,30 @@ func pairs(n *yaml.Node) [][2]*yaml.Node {
 // value decodes a var's value with YAML 1.1 typing (see decode), refusing
 // Ansible vault values, which orch cannot decrypt and must not pass on as if
 // they were the secret.
-func (y *yamlReader) value(n *yaml.Node) (any, error) { return y.decode(n) }
+func (y *yamlReader) value(n *yaml.Node) (any, error) {
+	if v := findVault(n, map[*yaml.Node]bool{}); v != nil {
+		return nil, y.errorf(v, "vault-encrypted values are not supported")
+	}
+	return y.decode(n)
+}
+
+// findVault returns a !vault node in n, visiting each node once, so that
+// an alias cannot send it round a cycle or through an alias bomb.
+func findVault(n *yaml.Node, seen map[*yaml.Node]bool) *yaml.Node {
+	if seen[n] {
+		return nil
+	}
+	seen[n] = true
+	if n.Tag == "!vault" {
+		return n
+	}
+	for _, c := range n.Content {
+		if v := findVault(resolveAlias(c), seen); v != nil {
+			return v
+		}
+	}
+	return nil
+}
 
 func (y *yamlReader) vars(n *yaml.Node, into *varSet) error {
 	if isNull(n) {
@@ -171,6 +219,14 @@ func (y *yamlReader) ansibleGroup(key, n *yaml.Node) error {
 	if isNull(n) {
 		return nil
 	}
+	if y.reading[n] {
+		return y.errorf(key, "group %q contains itself through an alias", name)
+	}
+	if y.reading == nil {
+		y.reading = map[*yaml.Node]bool{}
+	}
+	y.reading[n] = true
+	defer delete(y.reading, n)
 	if n.Kind != yaml.MappingNode {
 		y.inv.warnf("%s: skipping %q: not a valid group definition", y.at(key), name)
 		return nil

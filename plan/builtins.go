@@ -504,7 +504,7 @@ func calleeID(fn syntax.Expr) (id string, known bool) {
 		if !ok || !predeclaredIdent(group) {
 			return "", false
 		}
-		if _, isGroup := predeclared()[group.Name].(*starlarkstruct.Module); !isGroup {
+		if !isModuleGroup(group.Name) { // json.encode is no module call
 			return "", false
 		}
 		name = group.Name + "." + x.Name.Name
@@ -518,6 +518,16 @@ func calleeID(fn syntax.Expr) (id string, known bool) {
 		return name, false
 	}
 	return "", false
+}
+
+// isModuleGroup reports whether name is the group of dotted module IDs.
+func isModuleGroup(name string) bool {
+	for _, info := range modules.All() {
+		if strings.HasPrefix(info.ID, name+".") {
+			return true
+		}
+	}
+	return false
 }
 
 func predeclaredIdent(id *syntax.Ident) bool {

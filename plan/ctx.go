@@ -26,9 +26,20 @@ func (rs *runState) contextValue() starlark.Value {
 	if err != nil || rs.opts.Vars == nil {
 		vars = starlark.NewDict(0)
 	}
+	var event starlark.Value = starlark.None
+	if e := rs.opts.Event; e != nil {
+		payload, err := starvalue.FromGo(e.Payload)
+		if err != nil {
+			payload = starlark.None
+		}
+		event = starlarkstruct.FromStringDict(starlark.String("event"), starlark.StringDict{
+			"name": starlark.String(e.Name), "delivery": starlark.String(e.Delivery), "payload": payload})
+	}
 	args.Freeze()
 	vars.Freeze()
+	event.Freeze()
 	return starlarkstruct.FromStringDict(starlark.String("ctx"), starlark.StringDict{
+		"event":         event,
 		"hosts":         starlark.NewBuiltin("ctx.hosts", rs.hosts),
 		"apply":         starlark.NewBuiltin("ctx.apply", rs.apply),
 		"step":          starlark.NewBuiltin("ctx.step", rs.stepBuiltin),

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"go.starlark.net/resolve"
@@ -92,7 +93,7 @@ func LoadFS(files fs.FS, name, display string) (*Plan, error) {
 func load(display string, files fs.FS, name string, closer func() error) (*Plan, error) {
 	p := &Plan{
 		Path:    display,
-		Files:   files,
+		Files:   planFolder{files},
 		name:    name,
 		display: strings.TrimSuffix(display, path.Base(name)),
 		progs:   map[string]*starlark.Program{},
@@ -115,6 +116,22 @@ func load(display string, files fs.FS, name string, closer func() error) (*Plan,
 	return p, nil
 }
 
+// planFolder is the plan's folder as plans and modules read it. It refuses
+// a path that leaves the folder (.., absolute, or through a symlink, which
+// os.Root already refuses) with an error that says so.
+type planFolder struct{ fs.FS }
+
+var errOutsideFolder = errors.New("outside the plan's folder; plans read files only under their own folder")
+
+func (f planFolder) Open(name string) (fs.File, error) {
+	file, err := f.FS.Open(name)
+	var pe *fs.PathError
+	if err != nil && (!fs.ValidPath(name) || errors.As(err, &pe) && pe.Err.Error() == "path escapes from parent") {
+		return nil, &fs.PathError{Op: "read", Path: name, Err: errOutsideFolder}
+	}
+	return file, err
+}
+
 // Close releases the plan's folder.
 func (p *Plan) Close() error {
 	if p.closer != nil {
@@ -127,11 +144,6 @@ func (p *Plan) Close() error {
 // every file it loads. Static findings are appended to errs so the user
 // sees them all at once; a syntax error or a load cycle stops at once.
 func (p *Plan) compile(name string, src []byte, stack []string, errs *Errors) error {
-	for _, s := range stack {
-		if s == name {
-			return fmt.Errorf("%s: load cycle: %s -> %s", p.displayName(name), strings.Join(stack, " -> "), name)
-		}
-	}
 	if _, done := p.progs[name]; done {
 		return nil
 	}
@@ -157,11 +169,15 @@ func (p *Plan) compile(name string, src []byte, stack []string, errs *Errors) er
 		if err != nil {
 			return &Error{Pos: pos, Msg: err.Error()}
 		}
+		chain := append(stack[:len(stack):len(stack)], name)
+		if slices.Contains(chain, dep) {
+			return &Error{Pos: pos, Msg: fmt.Sprintf("load cycle: %s -> %s", strings.Join(chain, " -> "), dep)}
+		}
 		depSrc, err := fs.ReadFile(p.Files, dep)
 		if err != nil {
 			return &Error{Pos: pos, Msg: fmt.Sprintf("cannot load %q: %v", module, err)}
 		}
-		if err := p.compile(dep, depSrc, append(stack, name), errs); err != nil {
+		if err := p.compile(dep, depSrc, chain, errs); err != nil {
 			return err
 		}
 	}
@@ -228,6 +244,13 @@ func newThread(ctx context.Context, name string) (*starlark.Thread, func()) {
 	th := &starlark.Thread{Name: name}
 	th.SetMaxExecutionSteps(MaxSteps)
 	th.OnMaxSteps = func(th *starlark.Thread) {
+		// Instructions without a position of their own report their
+		// function's def line: give the loop a few more steps to reach a
+		// line of its body, so the error points into the loop.
+		fr := th.DebugFrame(0)
+		if fn, ok := fr.Callable().(*starlark.Function); ok && fr.Position() == fn.Position() && th.ExecutionSteps() < MaxSteps+1000 {
+			return
+		}
 		th.Cancel(fmt.Sprintf("more than %d execution steps: is there an endless loop?", MaxSteps))
 	}
 	stop := context.AfterFunc(ctx, func() { th.Cancel(context.Cause(ctx).Error()) })

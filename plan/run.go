@@ -137,6 +137,14 @@ type RunOptions struct {
 	Args  map[string]string // -e k=v
 	Vars  map[string]any    // inventory vars of "all"
 	RunID string
+	Event *Event // the webhook delivery that started the run; nil outside orch serve
+}
+
+// Event is a webhook delivery, as ctx.event: struct(name, delivery, payload).
+type Event struct {
+	Name     string // X-GitHub-Event, e.g. "push"
+	Delivery string // X-GitHub-Delivery
+	Payload  any    // the JSON body, decoded
 }
 
 const (

@@ -34,6 +34,7 @@ Usage:
   orch inventory [-i INV]... [--limit PATTERN] [--json] [--lab]
   orch modules [NAME]
   orch resume RUN_ID [--json]
+  orch serve --listen ADDR --plan PLAN [-i INV]... --secret-env VAR [-e K=V]... [--run-timeout 30m] [--queue 8]
   orch lab up|down|status [--json]|env
 
 Run 'orch COMMAND -h' for the flags of a command.
@@ -77,10 +78,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = cli.modules(args[1:])
 	case "lab":
 		err = cli.lab(ctx, args[1:])
+	case "serve":
+		err = cli.serve(ctx, args[1:])
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usageHeader)
 	default:
-		err = &usageError{msg: fmt.Sprintf("unknown command %q", args[0]), hint: "commands are run, inventory, modules, resume and lab"}
+		err = &usageError{msg: fmt.Sprintf("unknown command %q", args[0]), hint: "commands are run, inventory, modules, resume, serve and lab"}
 	}
 	if err == nil {
 		return code

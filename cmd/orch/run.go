@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -32,18 +33,11 @@ type runFlags struct {
 func (c *cli) run(ctx context.Context, args []string) (int, error) {
 	var f runFlags
 	fs := newFlagSet("run", c.stderr)
-	fs.Var(&f.inventories, "i", "inventory file or directory (repeatable); default: inventory.{star,yaml,yml,ini} or hosts in the working directory, else localhost")
-	fs.Var(&f.extra, "e", "K=V passed to the plan as ctx.args (repeatable)")
-	fs.Var(&f.knownHosts, "known-hosts", "known_hosts file (repeatable); default ~/.ssh/known_hosts")
-	fs.BoolVar(&f.check, "check", false, "change nothing; report what would change")
+	f.register(fs)
 	fs.BoolVar(&f.diff, "diff", false, "show what changes in each file")
-	fs.StringVar(&f.limit, "limit", "", "restrict every apply to hosts matching `PATTERN`")
-	fs.IntVar(&f.forks, "forks", 0, "hosts worked on at once (default: all, up to 100)")
 	fs.BoolVar(&f.json, "json", false, "print JSON Lines events on stdout")
 	fs.BoolVar(&f.lab, "lab", false, "run against the local lab, starting it if needed")
 	fs.BoolVar(&f.verbose, "v", false, "show unchanged tasks too")
-	fs.StringVar(&f.hostKeyCheck, "host-key-check", "accept-new", "strict, accept-new or off")
-	fs.DurationVar(&f.timeout, "connect-timeout", 10*time.Second, "per-host SSH connect timeout")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return exitUsage, flagError(err)
@@ -52,6 +46,39 @@ func (c *cli) run(ctx context.Context, args []string) (int, error) {
 		return exitUsage, &usageError{msg: "orch run takes exactly one plan", hint: "orch run plans/quickstart.star -i inventory.ini"}
 	}
 	return c.execute(ctx, pos[0], f, "")
+}
+
+// register adds the flags that orch run and orch serve share.
+func (f *runFlags) register(fs *flag.FlagSet) {
+	fs.Var(&f.inventories, "i", "inventory file or directory (repeatable); default: inventory.{star,yaml,yml,ini} or hosts in the working directory, else localhost")
+	fs.Var(&f.extra, "e", "K=V passed to the plan as ctx.args (repeatable)")
+	fs.Var(&f.knownHosts, "known-hosts", "known_hosts file (repeatable); default ~/.ssh/known_hosts")
+	fs.BoolVar(&f.check, "check", false, "change nothing; report what would change")
+	fs.StringVar(&f.limit, "limit", "", "restrict every apply to hosts matching `PATTERN`")
+	fs.IntVar(&f.forks, "forks", 0, "hosts worked on at once (default: all, up to 100)")
+	fs.StringVar(&f.hostKeyCheck, "host-key-check", "accept-new", "strict, accept-new or off")
+	fs.DurationVar(&f.timeout, "connect-timeout", 10*time.Second, "per-host SSH connect timeout")
+}
+
+// engineOptions checks the flags and turns them into the options of a run.
+func (f runFlags) engineOptions() (engine.Options, error) {
+	switch f.hostKeyCheck {
+	case "", "strict", "accept-new", "off":
+	default:
+		return engine.Options{}, &usageError{msg: fmt.Sprintf("--host-key-check %q: want strict, accept-new or off", f.hostKeyCheck)}
+	}
+	extra := map[string]string{}
+	for _, kv := range f.extra {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return engine.Options{}, &usageError{msg: fmt.Sprintf("-e %q: want K=V", kv)}
+		}
+		extra[k] = v
+	}
+	return engine.Options{
+		Check: f.check, Diff: f.diff, Forks: f.forks, Limit: f.limit, Args: extra,
+		SSH: engine.SSHOptions{KnownHosts: f.knownHosts, HostKeyCheck: f.hostKeyCheck, ConnectTimeout: f.timeout},
+	}, nil
 }
 
 func (c *cli) resume(ctx context.Context, args []string) (int, error) {
@@ -96,29 +123,17 @@ func (c *cli) resume(ctx context.Context, args []string) (int, error) {
 // execute loads the plan and inventory, runs, and maps the outcome to an
 // exit code.
 func (c *cli) execute(ctx context.Context, planPath string, f runFlags, resume string) (int, error) {
-	switch f.hostKeyCheck {
-	case "", "strict", "accept-new", "off":
-	default:
-		return exitUsage, &usageError{msg: fmt.Sprintf("--host-key-check %q: want strict, accept-new or off", f.hostKeyCheck)}
+	opts, err := f.engineOptions()
+	if err != nil {
+		return exitUsage, err
 	}
-	extra := map[string]string{}
-	for _, kv := range f.extra {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || k == "" {
-			return exitUsage, &usageError{msg: fmt.Sprintf("-e %q: want K=V", kv)}
-		}
-		extra[k] = v
-	}
+	opts.Resume = resume
 	p, err := plan.Load(planPath)
 	if err != nil {
 		return exitUsage, planError(err)
 	}
 	defer p.Close()
 
-	opts := engine.Options{
-		Check: f.check, Diff: f.diff, Forks: f.forks, Limit: f.limit, Args: extra, Resume: resume,
-		SSH: engine.SSHOptions{KnownHosts: f.knownHosts, HostKeyCheck: f.hostKeyCheck, ConnectTimeout: f.timeout},
-	}
 	var inv *inventory.Inventory
 	if f.lab {
 		if inv, err = c.labInventory(ctx, &opts); err != nil {
