@@ -99,6 +99,8 @@ type yamlReader struct {
 	inv      *Inventory
 	declared map[string]string   // "host NAME" or "group NAME" -> where (orch format)
 	reading  map[*yaml.Node]bool // the Ansible group bodies being read, for alias cycles
+	decoding map[*yaml.Node]bool // the values being decoded, for alias cycles
+	decoded  int                 // value nodes decoded, bounding alias bombs
 }
 
 func (y *yamlReader) at(n *yaml.Node) string { return fmt.Sprintf("%s:%d", y.file, n.Line) }

@@ -25,6 +25,11 @@ var (
 	jsonNumber  = regexp.MustCompile(`^-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?$`)
 )
 
+// maxDecoded bounds the nodes one file's values may expand to, so that
+// aliases of aliases (a "billion laughs" document) fail instead of eating
+// the controller's memory.
+const maxDecoded = 1 << 20
+
 // decode turns a YAML node into the values Vars holds (string, int,
 // float64, bool, nil, []any, map[string]any), typed as PyYAML types them.
 // Dates and times become their ISO 8601 text, as ansible-inventory prints
@@ -32,6 +37,17 @@ var (
 // Python's json module, so plain scalars are JSON literals.
 func (y *yamlReader) decode(n *yaml.Node) (any, error) {
 	n = resolveAlias(n)
+	if y.decoded++; y.decoded > maxDecoded {
+		return nil, y.errorf(n, "the value expands to more than %d nodes through aliases", maxDecoded)
+	}
+	if y.decoding[n] {
+		return nil, y.errorf(n, "an alias makes this value contain itself")
+	}
+	if y.decoding == nil {
+		y.decoding = map[*yaml.Node]bool{}
+	}
+	y.decoding[n] = true
+	defer delete(y.decoding, n)
 	switch n.Kind {
 	case yaml.MappingNode:
 		out := map[string]any{}

@@ -251,7 +251,9 @@ func (c *Conn) exec(ctx context.Context, script string, stdin io.Reader) (conn.R
 	if err := sess.Start(command); err != nil {
 		return conn.Result{}, c.lost(err)
 	}
+	copied := make(chan struct{})
 	go func() {
+		defer close(copied)
 		io.Copy(feed, input)
 		if !hold {
 			feed.Close()
@@ -261,11 +263,13 @@ func (c *Conn) exec(ctx context.Context, script string, stdin io.Reader) (conn.R
 	go func() { waited <- sess.Wait() }()
 	select {
 	case err = <-waited:
-		feed.Close()
+		if hold {
+			<-copied // the script is all sent before it can end
+			feed.Close()
+		}
 	case <-ctx.Done():
-		// Closing stdin tells the script's watchdog to end its process
-		// group; the signal and the closed session end the shell itself.
-		feed.Close()
+		// Closing the session closes the script's stdin, which tells its
+		// watchdog to end its process group; the signal ends the shell.
 		sess.Signal(ssh.SIGKILL)
 		sess.Close()
 		// Not waiting for Wait: a caller's stdin that never ends would block it.
