@@ -69,31 +69,34 @@ func becomeScript(id identity, script, password, marker string) (string, error) 
 	switch id.method {
 	case "sudo":
 		if password == "" {
-			return fmt.Sprintf("sudo -n -u %s -- /bin/sh -s \"$$\" %s", user, doc), nil
+			return fmt.Sprintf("sudo -n -u %s -- /bin/sh -s \"$$\" \"$PPID\" %s", user, doc), nil
 		}
-		skip := fmt.Sprintf(`IFS= read -r _orch_l; [ "$_orch_l" = %s ] || IFS= read -r _orch_l; unset _orch_l; exec /bin/sh -s "$1"`, marker)
-		return fmt.Sprintf("{ printf '%%s\\n%%s\\n' %s %s; cat %s} | sudo -S -p '' -u %s -- /bin/sh -c %s sh \"$$\"\n",
+		skip := fmt.Sprintf(`IFS= read -r _orch_l; [ "$_orch_l" = %s ] || IFS= read -r _orch_l; unset _orch_l; exec /bin/sh -s "$1" "$2"`, marker)
+		return fmt.Sprintf("{ printf '%%s\\n%%s\\n' %s %s; cat %s} | sudo -S -p '' -u %s -- /bin/sh -c %s sh \"$$\" \"$PPID\"\n",
 			shell.Quote(password), marker, doc, user, shell.Quote(skip)), nil
 	case "doas":
 		if password != "" {
 			return "", fmt.Errorf("doas reads passwords only from a terminal; give the user `permit nopass` (or `persist`) in doas.conf instead of a password")
 		}
-		return fmt.Sprintf("doas -n -u %s /bin/sh -s \"$$\" %s", user, doc), nil
+		return fmt.Sprintf("doas -n -u %s /bin/sh -s \"$$\" \"$PPID\" %s", user, doc), nil
 	}
 	return "", fmt.Errorf("unknown become method %q (want sudo or doas)", id.method)
 }
 
 // privilegedWatchdog ends the privileged script's process group once the
-// login shell ($1) is gone while the script still runs.
+// login shell ($1; $2 is its parent) or the privileged shell itself is gone without the
+// script having finished (a script that finishes kills its watchdog first,
+// in its EXIT trap).
 const privilegedWatchdog = `( trap '' TERM
   while kill -0 "$1" 2>/dev/null && kill -0 $$ 2>/dev/null; do sleep 1; done
-  kill -0 $$ 2>/dev/null || exit 0
   _orch_pg=
-  { read -r _ _ _ _ _orch_pg _ < /proc/$$/stat; } 2>/dev/null || _orch_pg=$(ps -o pgid= -p $$ 2>/dev/null)
+  { read -r _ _ _ _ _orch_pg _ < /proc/self/stat; } 2>/dev/null || _orch_pg=$(ps -o pgid= -p "$(sh -c 'echo $PPID')" 2>/dev/null)
   _orch_pg=$(echo $_orch_pg)
-  [ -n "$_orch_pg" ] || exit 0
-  kill -TERM -- "-$_orch_pg" 2>/dev/null; sleep 2; kill -KILL -- "-$_orch_pg" 2>/dev/null
+  [ -n "$_orch_pg" ] && { [ "$_orch_pg" = "$1" ] || [ "$_orch_pg" = "$2" ]; } || exit 0
+  kill -TERM "-$_orch_pg" 2>/dev/null; sleep 2; kill -KILL "-$_orch_pg" 2>/dev/null
 ) </dev/null >/dev/null 2>&1 &
+_orch_pwd=$!
+trap 'kill -KILL $_orch_pwd 2>/dev/null' EXIT
 `
 
 // becomeError explains a script that never started because become failed,

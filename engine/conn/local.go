@@ -182,19 +182,20 @@ func GroupScript(script string) string {
 
 // watchdog runs in the background with the script's stdin on fd 3. It
 // ignores TERM so that it outlives its own group's TERM and sends KILL
-// after a grace period. sshd may give a session one socket for stdin and
+// after a grace period. It kills only a group that the script's shell (or
+// the login shell that started it) leads, as under sshd, docker exec and
+// conn.Local: never the group of whatever else ran sh. sshd may give a session one socket for stdin and
 // stdout, so a watchdog that outlived the script would hold the session
 // open: the script kills it when it exits, and a second background loop
 // does when the script's shell dies without exiting (killed).
 const watchdog = `exec 3<&0
 ( trap '' TERM
   while IFS= read -r _orch_w <&3; do :; done
-  kill -0 $$ 2>/dev/null || exit 0
   _orch_pg=
-  { read -r _ _ _ _ _orch_pg _ < /proc/$$/stat; } 2>/dev/null || _orch_pg=$(ps -o pgid= -p $$ 2>/dev/null)
+  { read -r _ _ _ _ _orch_pg _ < /proc/self/stat; } 2>/dev/null || _orch_pg=$(ps -o pgid= -p "$(sh -c 'echo $PPID')" 2>/dev/null)
   _orch_pg=$(echo $_orch_pg)
-  [ -n "$_orch_pg" ] || exit 0
-  kill -TERM -- "-$_orch_pg" 2>/dev/null; sleep 2; kill -KILL -- "-$_orch_pg" 2>/dev/null
+  [ -n "$_orch_pg" ] && { [ "$_orch_pg" = $$ ] || [ "$_orch_pg" = $PPID ]; } || exit 0
+  kill -TERM "-$_orch_pg" 2>/dev/null; sleep 2; kill -KILL "-$_orch_pg" 2>/dev/null
 ) </dev/null >/dev/null 2>&1 3<&3 &
 _orch_wd=$!
 exec 3<&- </dev/null

@@ -269,8 +269,8 @@ func (c *Conn) exec(ctx context.Context, script string, stdin io.Reader) (conn.R
 		}
 	case <-ctx.Done():
 		// Closing the session closes the script's stdin, which tells its
-		// watchdog to end its process group; the signal ends the shell.
-		sess.Signal(ssh.SIGKILL)
+		// watchdog to end the script's whole process group. (A signal to the
+		// shell first would end only the shell, and leave its children.)
 		sess.Close()
 		// Not waiting for Wait: a caller's stdin that never ends would block it.
 		return conn.Result{ExitCode: -1}, ctx.Err()
