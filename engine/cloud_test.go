@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -84,13 +85,23 @@ func TestCloudCheckModeCreatesNothing(t *testing.T) {
 	lab := cloudEnv(t)
 	plan := writeFile(t, "plan.star", `
 def main(ctx):
-    made = linode.create(labels = ["web1"], region = "lab", type = "g6-nanode-1", image = "linode/debian12")
+    made = linode.create(labels = ["web1"], region = "lab", type = "g6-nanode-1", image = "linode/debian12", tags = ["web"])
     drops = digitalocean.create(names = ["web2"], region = "lab", size = "s-1vcpu-1gb", image = "12345")
-    print(len(made), len(drops))
+    print(len(made), len(drops), made[0].address, made[0].groups)
+    ctx.apply(made + drops, lambda h: file(path = "/etc/motd", content = "hi\n"))
+    renamed = linode.rename(made[0], "web1-live")
+    linode.delete(made)
+    print("renamed", renamed.name)
 `)
-	_, rec, err := runPlan(t, plan, inventory.New(), Options{Check: true})
+	rep, rec, err := runPlan(t, plan, inventory.New(), Options{Check: true})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if rep.Summary.Exchanges != 0 || rep.Summary.TasksChanged != 2 {
+		t.Errorf("summary %+v: want 2 would-change tasks and no exchange", rep.Summary)
+	}
+	if !hasEvent(rec, "task", "would change (host not created yet)") {
+		t.Errorf("tasks: %+v", rec.of("task"))
 	}
 	if lab.Machines.Starts() != 0 {
 		t.Fatalf("check mode started %d machines", lab.Machines.Starts())
@@ -100,10 +111,34 @@ def main(ctx):
 		said = append(said, e.Msg)
 	}
 	all := strings.Join(said, "\n")
-	for _, want := range []string{"check: linode.create would create web1", "check: digitalocean.create would create web2", "0 0"} {
+	for _, want := range []string{"check: linode.create would create web1", "check: digitalocean.create would create web2",
+		`1 1 (known after create) ["web"]`, "check: linode.rename would rename web1 to web1-live", "check: linode.delete would delete web1", "renamed web1-live"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("output lacks %q:\n%s", want, all)
 		}
+	}
+}
+
+// TestPartlyFailedCreateCleansUp: a create of two machines where one fails
+// deletes the one it made before the plan's undos run, so the undo of the
+// step before it sees the world as it left it.
+func TestPartlyFailedCreateCleansUp(t *testing.T) {
+	lab := cloudEnv(t)
+	lab.Machines.StartErr, lab.Machines.FailName = fmt.Errorf("no capacity in this region"), "ns2-next"
+	plan := writeFile(t, "plan.star", `
+def main(ctx):
+    ctx.step("before", lambda: print("before"), undo = lambda: print("undo before, left:", [h.name for h in linode.instances()]))
+    ctx.step("create", lambda: linode.create(labels = ["ns1-next", "ns2-next"], region = "lab", type = "g6-nanode-1", image = "linode/debian12"))
+`)
+	_, rec, err := runPlan(t, plan, inventory.New(), Options{})
+	if err == nil || !strings.Contains(err.Error(), "deleted the machines it had made: ns1-next") {
+		t.Fatalf("err = %v", err)
+	}
+	if got := prints(rec); !strings.Contains(got, "undo before, left: []") {
+		t.Errorf("the undo saw: %s", got)
+	}
+	if lab.Machines.Count() != 0 {
+		t.Errorf("%d machines left", lab.Machines.Count())
 	}
 }
 

@@ -271,7 +271,8 @@ func (inv *Inventory) Add(h *Host) error {
 	}
 	d := &hostDecl{
 		name:  h.Name,
-		fixed: Host{Address: h.Address, Port: h.Port, User: h.User, Key: h.Key, Connection: h.Connection},
+		fixed: Host{Address: h.Address, Port: h.Port, User: h.User, Key: h.Key, Connection: h.Connection,
+			Become: h.Become, BecomeUser: h.BecomeUser, BecomeMethod: h.BecomeMethod, ConnectTimeout: h.ConnectTimeout, SSH: h.SSH},
 	}
 	for k, v := range h.Vars {
 		d.vars.set(k, v, "")
@@ -428,6 +429,21 @@ func overrideFixed(dst *Host, src Host) {
 	}
 	if src.Connection != "" {
 		dst.Connection = src.Connection
+	}
+	if src.Become {
+		dst.Become = true
+	}
+	if src.BecomeUser != "" {
+		dst.BecomeUser = src.BecomeUser
+	}
+	if src.BecomeMethod != "" {
+		dst.BecomeMethod = src.BecomeMethod
+	}
+	if src.ConnectTimeout != 0 {
+		dst.ConnectTimeout = src.ConnectTimeout
+	}
+	if src.SSH.ProxyCommand != "" || src.SSH.ProxyJump != "" || len(src.SSH.UserKnownHostsFiles) > 0 || src.SSH.StrictHostKeyChecking != "" {
+		dst.SSH = src.SSH
 	}
 }
 

@@ -39,19 +39,17 @@ func (c *createCall) Call(ctx context.Context, env *modules.Env) (any, error) {
 		return nil, err
 	}
 	if env.Check {
-		var hosts []*inventory.Host
+		existing := map[string]*inventory.Host{}
 		for _, name := range c.Names {
 			d, err := cl.byName(ctx, name)
 			if err != nil {
 				return nil, cl.scrub(fmt.Errorf("digitalocean.create %s: %w", name, err))
 			}
-			if d == nil {
-				env.Logf("check: digitalocean.create would create %s", name)
-				continue
+			if d != nil {
+				existing[name] = d.Host()
 			}
-			hosts = append(hosts, d.Host())
 		}
-		return hosts, nil
+		return cloud.Placeholders(env, "digitalocean.create", c.Names, existing, c.Tags)
 	}
 	req := CreateRequest{Names: c.Names, Region: c.Region, Size: c.Size, Image: c.Image, Tags: c.Tags}
 	if c.UserData != nil {
@@ -60,7 +58,9 @@ func (c *createCall) Call(ctx context.Context, env *modules.Env) (any, error) {
 	ds, err := cl.Create(ctx, req)
 	hosts, recErr := record(env, ds)
 	if err != nil {
-		return nil, err
+		return nil, cloud.CleanUp(ctx, env, "digitalocean.create", ds, err,
+			func(d Droplet) (*inventory.Host, int, bool) { return d.Host(), d.ID, d.Created },
+			func(ctx context.Context, ids []int) error { return cl.Delete(ctx, ids...) })
 	}
 	return hosts, recErr
 }

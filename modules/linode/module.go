@@ -43,32 +43,20 @@ func (c *createCall) Call(ctx context.Context, env *modules.Env) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		return checkCreate(env, c.Labels, found), nil
+		existing := map[string]*inventory.Host{}
+		for _, in := range found {
+			existing[in.Label] = in.Host()
+		}
+		return cloud.Placeholders(env, "linode.create", c.Labels, existing, c.Tags)
 	}
 	ins, err := cl.Create(ctx, CreateRequest{Labels: c.Labels, Region: c.Region, Type: c.Type, Image: c.Image, Tags: c.Tags, AuthorizedKeys: c.AuthorizedKeys})
 	hosts, recErr := record(env, ins)
 	if err != nil {
-		return nil, err
+		return nil, cloud.CleanUp(ctx, env, "linode.create", ins, err,
+			func(in Instance) (*inventory.Host, int, bool) { return in.Host(), in.ID, in.Created },
+			func(ctx context.Context, ids []int) error { return cl.Delete(ctx, ids...) })
 	}
 	return hosts, recErr
-}
-
-// checkCreate reports what create would make and returns the instances
-// that exist already.
-func checkCreate(env *modules.Env, labels []string, existing []Instance) []*inventory.Host {
-	byLabel := map[string]Instance{}
-	for _, in := range existing {
-		byLabel[in.Label] = in
-	}
-	var hosts []*inventory.Host
-	for _, l := range labels {
-		if in, ok := byLabel[l]; ok {
-			hosts = append(hosts, in.Host())
-			continue
-		}
-		env.Logf("check: linode.create would create %s", l)
-	}
-	return hosts
 }
 
 // record hands instances to the engine with their pinned host keys, even
@@ -116,13 +104,15 @@ type renameCall struct {
 }
 
 func (c *renameCall) Call(ctx context.Context, env *modules.Env) (any, error) {
+	if env.Check {
+		env.Logf("check: linode.rename would rename %s to %s", c.Host.Name, c.Label)
+		renamed := *c.Host
+		renamed.Name = c.Label
+		return &renamed, nil
+	}
 	id, err := IDFromHost(c.Host)
 	if err != nil {
 		return nil, err
-	}
-	if env.Check {
-		env.Logf("check: linode.rename would rename %s to %s", c.Host.Name, c.Label)
-		return c.Host, nil
 	}
 	cl, err := NewFromEnv()
 	if err != nil {
@@ -133,7 +123,7 @@ func (c *renameCall) Call(ctx context.Context, env *modules.Env) (any, error) {
 		return nil, err
 	}
 	renamed := *c.Host
-	renamed.Name, renamed.Groups, renamed.Vars = in.Label, nil, in.Host().Vars
+	renamed.Name, renamed.Groups, renamed.Vars = in.Label, in.Host().Groups, in.Host().Vars
 	env.Hosts.RemoveHost(c.Host.Name)
 	if err := env.Hosts.AddHost(&renamed, ""); err != nil {
 		return nil, fmt.Errorf("linode.rename: %w", err)

@@ -30,8 +30,10 @@ type Machines struct {
 	// StartDelay makes each Start take this long, so that callers see the
 	// provisioning state. Start returns early when its context ends.
 	StartDelay time.Duration
-	// StartErr, when set, makes every Start fail with it.
+	// StartErr, when set, makes every Start fail with it, or only the
+	// Start of a machine named FailName when that is set.
 	StartErr error
+	FailName string
 	// OpDelay makes each Rename and AssignIP take this long, so that
 	// callers see actions in progress.
 	OpDelay time.Duration
@@ -75,7 +77,7 @@ func (m *Machines) Start(ctx context.Context, spec cloud.MachineSpec) (cloud.Mac
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.starts++
-	if m.StartErr != nil {
+	if m.StartErr != nil && (m.FailName == "" || m.FailName == spec.Name) {
 		return cloud.Machine{}, m.StartErr
 	}
 	m.next++
@@ -237,4 +239,11 @@ func serve(t testing.TB, machines *Machines, srv *cloud.Server) *Lab {
 // called more than once.
 func (l *Lab) Close() {
 	l.closeOnce.Do(l.close)
+}
+
+// Count is how many machines exist now.
+func (m *Machines) Count() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.machines)
 }

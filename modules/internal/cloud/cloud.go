@@ -23,16 +23,34 @@ import (
 	"github.com/orch-dev/orch/inventory"
 )
 
-// Host returns a machine as an inventory host that orch reaches as root.
-// Vars hold the provider's ID under idVar ("linode_id", "droplet_id"),
-// which IDFromHost reads back, and a copy of tags.
+// Host returns a machine as an inventory host that orch reaches as root,
+// in groups named after its tags. Vars hold the provider's ID under idVar
+// ("linode_id", "droplet_id"), which IDFromHost reads back, and a copy of
+// tags.
 func Host(name, address string, tags []string, idVar string, id int) *inventory.Host {
+	vars := map[string]any{"tags": slices.Clone(tags)}
+	if idVar != "" {
+		vars[idVar] = id
+	}
 	return &inventory.Host{
 		Name:    name,
 		Address: address,
 		User:    "root",
-		Vars:    map[string]any{idVar: id, "tags": slices.Clone(tags)},
+		Groups:  groupsOf(tags),
+		Vars:    vars,
 	}
+}
+
+// groupsOf lists the distinct tags that can name a group.
+func groupsOf(tags []string) []string {
+	var out []string
+	for _, t := range tags {
+		if t != "" && !strings.ContainsAny(t, ", :!&*?[]~\t") && !slices.Contains(out, t) {
+			out = append(out, t)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // KnownHostsLine returns the known_hosts line that pins hostKey, in

@@ -2,6 +2,8 @@ package cloud
 
 import (
 	"context"
+	"fmt"
+	"strings"
 
 	"github.com/orch-dev/orch/inventory"
 	"github.com/orch-dev/orch/modules"
@@ -36,6 +38,9 @@ func Record[M any](env *modules.Env, createID string, ms []M, pin func(M) (h *in
 func Delete(ctx context.Context, env *modules.Env, deleteID string, hosts []*inventory.Host, id func(*inventory.Host) (int, error), del func(ctx context.Context, ids []int) error) error {
 	ids := make([]int, len(hosts))
 	for i, h := range hosts {
+		if h.IsPlaceholder() {
+			continue // only under --check: nothing was created
+		}
 		n, err := id(h)
 		if err != nil {
 			return err
@@ -56,4 +61,54 @@ func Delete(ctx context.Context, env *modules.Env, deleteID string, hosts []*inv
 		env.Logf("%s: deleted %s", deleteID, h.Name)
 	}
 	return nil
+}
+
+// CleanUp is how a create call that failed part way undoes its own part
+// before the plan's undos run: it deletes the machines this call made
+// (created), tells the engine they are gone, and returns the failure with
+// what it did. Machines that existed before the call are left alone.
+func CleanUp[M any](ctx context.Context, env *modules.Env, createID string, ms []M, failure error,
+	made func(M) (h *inventory.Host, id int, created bool), del func(ctx context.Context, ids []int) error) error {
+	var ids []int
+	var names []string
+	for _, m := range ms {
+		if h, id, created := made(m); created {
+			ids = append(ids, id)
+			names = append(names, h.Name)
+		}
+	}
+	if len(ids) == 0 {
+		return failure
+	}
+	// The run may be ending (Ctrl-C): the clean-up still gets its chance.
+	ctx = context.WithoutCancel(ctx)
+	if err := del(ctx, ids); err != nil {
+		return fmt.Errorf("%w; deleting the machines it had made (%s) failed too: %v", failure, strings.Join(names, ", "), err)
+	}
+	for _, n := range names {
+		env.Hosts.RemoveHost(n)
+		env.Logf("%s: deleted %s, which it had made before it failed", createID, n)
+	}
+	return fmt.Errorf("%w (deleted the machines it had made: %s)", failure, strings.Join(names, ", "))
+}
+
+// Placeholders stands in, under --check, for the machines a create call
+// would make: hosts with their names and tags, and the address
+// inventory.NotCreated, which the engine reports as "would change (host
+// not created yet)" and checks report as "would check".
+func Placeholders(env *modules.Env, createID string, names []string, existing map[string]*inventory.Host, tags []string) ([]*inventory.Host, error) {
+	var hosts []*inventory.Host
+	for _, n := range names {
+		if h, ok := existing[n]; ok {
+			hosts = append(hosts, h)
+			continue
+		}
+		env.Logf("check: %s would create %s", createID, n)
+		h := Host(n, inventory.NotCreated, tags, "", 0)
+		if err := env.Hosts.AddHost(h, ""); err != nil {
+			return nil, err
+		}
+		hosts = append(hosts, h)
+	}
+	return hosts, nil
 }
