@@ -270,7 +270,7 @@ func (inv *Inventory) Add(h *Host) error {
 		return fmt.Errorf("inventory: add: %w", err)
 	}
 	d := &hostDecl{
-		name:  h.Name,
+		name: h.Name,
 		fixed: Host{Address: h.Address, Port: h.Port, User: h.User, Key: h.Key, Connection: h.Connection,
 			Become: h.Become, BecomeUser: h.BecomeUser, BecomeMethod: h.BecomeMethod, ConnectTimeout: h.ConnectTimeout, SSH: h.SSH},
 	}
