@@ -79,7 +79,7 @@ func TestStarlarkErrors(t *testing.T) {
 		{"groups not a list", "host(\"a\", groups = \"web\")\n",
 			`inventory.star:1:5: host "a": groups: got string, want a list of strings`},
 		{"var of an unsupported type", "host(\"a\", vars = {\"f\": len})\n",
-			`inventory.star:1:5: host "a": vars: f: cannot use a builtin_function_or_method as a var`},
+			`inventory.star:1:5: host "a": vars: f: cannot use a builtin_function_or_method here`},
 		{"runaway loop hits the step limit", "def spin():\n    while True:\n        pass\nspin()\n",
 			"inventory.star:1:1: Starlark computation cancelled: too many steps"},
 		{"no load", "load(\"other.star\", \"x\")\n",

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"go.starlark.net/starlark"
+
+	"github.com/orch-dev/orch/internal/starvalue"
 	"go.starlark.net/syntax"
 )
 
@@ -221,59 +223,11 @@ func setStarVars(into *varSet, d *starlark.Dict, at string) error {
 		if !ok {
 			return fmt.Errorf("key %s is not a string", item[0])
 		}
-		v, err := fromStarlark(item[1])
+		v, err := starvalue.ToGo(item[1])
 		if err != nil {
 			return fmt.Errorf("%s: %v", string(k), err)
 		}
 		into.set(string(k), v, at)
 	}
 	return nil
-}
-
-// fromStarlark converts a var to the plain Go values Vars holds.
-func fromStarlark(v starlark.Value) (any, error) {
-	switch v := v.(type) {
-	case starlark.NoneType:
-		return nil, nil
-	case starlark.Bool:
-		return bool(v), nil
-	case starlark.Int:
-		n, ok := v.Int64()
-		if !ok {
-			return nil, fmt.Errorf("integer %s is too large", v)
-		}
-		return int(n), nil
-	case starlark.Float:
-		return float64(v), nil
-	case starlark.String:
-		return string(v), nil
-	case *starlark.List, starlark.Tuple:
-		out := []any{}
-		iter := v.(starlark.Iterable).Iterate()
-		defer iter.Done()
-		var x starlark.Value
-		for iter.Next(&x) {
-			e, err := fromStarlark(x)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, e)
-		}
-		return out, nil
-	case *starlark.Dict:
-		out := map[string]any{}
-		for _, item := range v.Items() {
-			k, ok := item[0].(starlark.String)
-			if !ok {
-				return nil, fmt.Errorf("mapping key %s is not a string", item[0])
-			}
-			e, err := fromStarlark(item[1])
-			if err != nil {
-				return nil, err
-			}
-			out[string(k)] = e
-		}
-		return out, nil
-	}
-	return nil, fmt.Errorf("cannot use a %s as a var", v.Type())
 }
