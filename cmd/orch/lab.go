@@ -155,6 +155,17 @@ func (c *cli) labInventory(ctx context.Context, opts *engine.Options) (*inventor
 			return nil, err
 		}
 	}
+	// The lab's first reserved IP, for plans that move one (the
+	// floating-IP swap): what an operator passes with -e ip= elsewhere.
+	if ips := l.Machines().ReservedIPs(); len(ips) > 0 {
+		vars, err := inventory.Parse("lab.yaml", []byte("groups:\n  all:\n    vars:\n      floating_ip: "+ips[0]+"\n"))
+		if err == nil {
+			err = inv.Merge(vars)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
 	opts.SSH.KnownHosts = []string{l.KnownHostsPath()}
 	opts.SSH.HostKeyCheck = "strict"
 	opts.SSH.NoSSHConfig = true
