@@ -324,7 +324,7 @@ func (r *run) Guard(g plan.GuardReport) {
 	r.guards[g.Name] = s
 	r.mu.Unlock()
 	status := OK
-	if g.Failed > 0 {
+	if g.Failing || g.Stopped && g.Failed > 0 {
 		status = Failed
 	}
 	e := Event{Event: "guard", Guard: g.Name, Status: status, Probes: g.Probes, FailedProbes: g.Failed, Msg: g.LastError}

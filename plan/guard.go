@@ -30,6 +30,10 @@ type guard struct {
 	tripped bool // more than maxFail calls failed
 }
 
+// guardProgressEvery is how often, in probes, a guard reports its tally
+// while nothing fails, for live progress.
+const guardProgressEvery = 25
+
 // GuardError is how a step fails when one of the plan's guards saw more
 // failed probes than it allows.
 type GuardError struct {
@@ -128,9 +132,10 @@ func (g *guard) probe(ctx context.Context) {
 	trip := g.failed > g.maxFail && !g.tripped
 	g.tripped = g.tripped || trip
 	rep := g.report(false)
+	rep.Failing = err != nil
 	g.mu.Unlock()
-	if err != nil {
-		g.rs.runner.Guard(rep)
+	if err != nil || rep.Probes%guardProgressEvery == 0 {
+		g.rs.runner.Guard(rep) // every failure, and progress now and then
 	}
 	if trip {
 		g.rs.failStep(&GuardError{Guard: g.name, Failed: rep.Failed, Probes: rep.Probes, MaxFail: g.maxFail, Last: rep.LastError})

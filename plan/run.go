@@ -86,6 +86,7 @@ type GuardReport struct {
 	Failed    int
 	MaxFail   int
 	LastError string
+	Failing   bool // this report is for a probe that failed
 	Stopped   bool
 }
 

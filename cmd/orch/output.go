@@ -34,6 +34,8 @@ type renderer struct {
 	working  []string // hosts started and not done, in start order
 	live     bool     // a progress line is on screen
 	lastDraw time.Time
+	step     string            // the step running now
+	guards   map[string][2]int // guard -> probes, failed
 }
 
 type recapLine struct {
@@ -91,6 +93,15 @@ func (r *renderer) event(e engine.Event) {
 		r.working = slices.DeleteFunc(r.working, func(h string) bool { return h == e.Host })
 	case "apply_start":
 		r.role, r.total, r.finished, r.working = e.Role, e.Count, 0, nil
+	case "step_start":
+		r.step = e.Step
+	case "step_end":
+		r.step = ""
+	case "guard", "guard_done":
+		if r.guards == nil {
+			r.guards = map[string][2]int{}
+		}
+		r.guards[e.Guard] = [2]int{e.Probes, e.FailedProbes}
 	}
 	if r.json != nil {
 		r.json.Encode(e)
@@ -158,6 +169,9 @@ func (r *renderer) format(e engine.Event) string {
 		}
 		return line
 	case "guard":
+		if e.Status != engine.Failed {
+			return "" // progress, for the live line
+		}
 		return fmt.Sprintf("guard %s: probe failed (%d of %d so far): %s", e.Guard, e.FailedProbes, e.Probes, e.Msg)
 	case "guard_done":
 		return fmt.Sprintf("guard %s: %d probes, %d failed", e.Guard, e.Probes, e.FailedProbes)
@@ -182,7 +196,7 @@ func (r *renderer) format(e engine.Event) string {
 
 // drawLive repaints the progress line on a terminal, at most 20 times a second.
 func (r *renderer) drawLive(force bool) {
-	if !r.tty || r.total == 0 {
+	if !r.tty || r.total == 0 && r.step == "" {
 		return
 	}
 	if !force && time.Since(r.lastDraw) < 50*time.Millisecond {
@@ -190,7 +204,7 @@ func (r *renderer) drawLive(force bool) {
 	}
 	r.lastDraw = time.Now()
 	r.clearLive()
-	if r.finished >= r.total {
+	if r.finished >= r.total && r.step == "" {
 		return
 	}
 	changed, failed := 0, 0
@@ -209,7 +223,17 @@ func (r *renderer) drawLive(force bool) {
 			working += fmt.Sprintf(" and %d more", n-4)
 		}
 	}
-	line := []rune(fmt.Sprintf("… %s: %d/%d hosts done, %d changed, %d failed%s", r.role, r.finished, r.total, changed, failed, working))
+	text := ""
+	if r.step != "" {
+		text = "step " + r.step + " · "
+	}
+	if r.finished < r.total {
+		text += fmt.Sprintf("%s: %d/%d hosts done, %d changed, %d failed%s", r.role, r.finished, r.total, changed, failed, working)
+	}
+	for _, g := range sortedKeys(r.guards) {
+		text += fmt.Sprintf(" · guard %s: %d probes, %d failed", g, r.guards[g][0], r.guards[g][1])
+	}
+	line := []rune("… " + strings.TrimSuffix(text, " · "))
 	if w, _, err := term.GetSize(int(r.w.(*os.File).Fd())); err == nil && len(line) >= w {
 		line = line[:max(w-1, 0)] // one line only, or \r cannot erase it
 	}
@@ -240,6 +264,9 @@ func (r *renderer) close(rep *engine.Report) {
 	fmt.Fprintf(r.w, "\nhosts=%d ok=%d changed=%d failed=%d unreachable=%d tasks_changed=%d exchanges=%d in %s\n",
 		s.Hosts, s.OK, s.Changed, s.Failed, s.Unreachable, s.TasksChanged, s.Exchanges,
 		(time.Duration(s.DurationMS) * time.Millisecond).String())
+	for _, g := range s.Guards {
+		fmt.Fprintf(r.w, "guard %s: %d probes, %d failed (max_fail=%d)\n", g.Name, g.Probes, g.Failed, g.MaxFail)
+	}
 	names := append([]string(nil), r.order...)
 	sort.Strings(names)
 	for _, n := range names {
@@ -262,4 +289,13 @@ func plural(n int) string {
 func indent(s, prefix string) string {
 	s = strings.TrimRight(s, "\n")
 	return prefix + strings.ReplaceAll(s, "\n", "\n"+prefix)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
