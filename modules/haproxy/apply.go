@@ -105,7 +105,9 @@ func (s *Server) applyScript(b applyBuilder) string {
 		w.WriteString("trap 'rm -f \"$t\"' EXIT\ntrap 'rm -f \"$t\"; exit 1' HUP INT TERM\n")
 		// cp -p keeps the file's mode and owner; the edit then rewrites it in place.
 		fmt.Fprintf(&w, "cp -p %s \"$t\"\n_orch_hapedit %s %s %s %s > \"$t\"\n", c, c, q(s.Backend), q(s.Name), q(b.line))
-		fmt.Fprintf(&w, "if ! _orch_v=$(haproxy -c -q -f \"$t\" 2>&1 </dev/null); then printf 'haproxy -c rejected the new %%s:\\n%%s\\n' %s \"$_orch_v\"; exit 1; fi\n", c)
+		// Its message names the live path, and leaves out the notices.
+		fmt.Fprintf(&w, "if ! _orch_v=$(haproxy -c -f \"$t\" 2>&1 </dev/null); then printf 'haproxy -c rejected the new %%s:\\n' %s\n"+
+			"  printf '%%s\\n' \"$_orch_v\" | grep -v '^\\[NOTICE\\]' | sed \"s|$t|\"%s\"|g\"; exit 1; fi\n", c, c)
 	}
 	sock := q(s.Socket)
 	runtime := b.runtime
@@ -129,7 +131,7 @@ func (s *Server) applyScript(b applyBuilder) string {
 func (s *Server) reloadHandler() modules.Handler {
 	q := modules.Quote
 	master, sock, cfg := q(s.Master), q(s.Socket), q(s.Config)
-	script := fmt.Sprintf(`if ! _orch_v=$(haproxy -c -q -f %[3]s 2>&1 </dev/null); then printf 'haproxy -c rejected %%s:\n%%s\n' %[3]s "$_orch_v"; exit 1; fi
+	script := fmt.Sprintf(`if ! _orch_v=$(haproxy -c -f %[3]s 2>&1 </dev/null); then printf 'haproxy -c rejected %%s:\n%%s\n' %[3]s "$_orch_v"; exit 1; fi
 if [ ! -S %[1]s ]; then printf 'no master CLI at %%s: reload HAProxy by hand (run it as haproxy -W -S %%s for seamless reloads)\n' %[1]s %[1]s; exit 1; fi
 _orch_pid() { printf 'show info\n' | socat -t 10 - UNIX-CONNECT:%[2]s 2>/dev/null | awk '$1 == "Pid:" { print $2 }'; }
 _orch_old=$(_orch_pid)

@@ -101,7 +101,7 @@ var validName = regexp.MustCompile(`^[A-Za-z0-9_.:-]+$`)
 // validPath accepts absolute, clean paths that socat and the fact keys
 // can carry: no spaces, commas, colons or "#".
 func validPath(p string) bool {
-	return path.IsAbs(p) && path.Clean(p) == p && !strings.ContainsAny(p, " \t\n,:#;\\\"'")
+	return path.IsAbs(p) && path.Clean(p) == p && !strings.ContainsAny(p, " \t\n,:#;|\\\"'")
 }
 
 func (s *Server) Describe() string { return "haproxy.server " + s.Backend + "/" + s.Name }

@@ -291,6 +291,22 @@ func (c *clientLoop) waitSent(t *testing.T, n int64) {
 // the engine and returns its summary.
 func runPlan(t *testing.T, src string, check bool) (engine.Summary, []engine.Event) {
 	t.Helper()
+	s, events, err := run(t, src, check)
+	if err != nil {
+		t.Fatalf("run: %v\nevents: %s", err, taskEvents(events))
+	}
+	return s, events
+}
+
+// runPlanErr runs a plan that may fail and returns its error.
+func runPlanErr(t *testing.T, src string) (engine.Summary, error) {
+	t.Helper()
+	s, _, err := run(t, src, false)
+	return s, err
+}
+
+func run(t *testing.T, src string, check bool) (engine.Summary, []engine.Event, error) {
+	t.Helper()
 	dir := t.TempDir()
 	planFile := filepath.Join(dir, "plan.star")
 	if err := os.WriteFile(planFile, []byte(src), 0o644); err != nil {
@@ -312,10 +328,7 @@ func runPlan(t *testing.T, src string, check bool) (engine.Summary, []engine.Eve
 		events = append(events, e)
 		mu.Unlock()
 	}})
-	if err != nil {
-		t.Fatalf("run: %v\nevents: %s", err, taskEvents(events))
-	}
-	return rep.Summary, events
+	return rep.Summary, events, err
 }
 
 func taskEvents(events []engine.Event) string {
