@@ -11,4 +11,5 @@ import (
 	_ "github.com/orch-dev/orch/modules/file"
 	_ "github.com/orch-dev/orch/modules/haproxy"
 	_ "github.com/orch-dev/orch/modules/linode"
+	_ "github.com/orch-dev/orch/modules/nginx"
 )
