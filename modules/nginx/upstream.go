@@ -57,17 +57,18 @@ validating conf instead tests the live include, not the new one
 and roll it back when nginx -t fails, so for a moment the live path holds
 a configuration nginx rejects, and a reload by anyone else then fails.
 
-UDP under reloads: a reload must not lose DNS queries. nginx's stream
-module keeps an old worker alive while it has UDP sessions, and a session
-ends after proxy_timeout of silence (10m by default) unless
-proxy_responses says how many datagrams answer one request; with
-"proxy_responses 1" a DNS session ends with its answer, so an old worker
-exits once its answers are out. Datagrams already queued on a listening
-socket survive a reload only when old and new workers share that socket:
-no reuseport on the listen line, so the socket the master opened is the
-one the new workers read, and nothing queued on it is dropped. The lab's
-load balancers (lab/topology.go) are configured so, and a test proves it:
-0 failed queries over UDP and TCP through repeated upstream switches.
+UDP under reloads: an nginx stream proxy for DNS loses no query across
+these reloads when its UDP listen has no reuseport (old and new workers
+read the one socket the master opened, so nothing queued on it is
+dropped) and proxy_responses 1 (an answer ends its session, so old workers
+exit once their answers are out instead of after proxy_timeout, 10m by
+default). One loss no directive prevents: a worker that shuts down drops
+the UDP sessions it has in flight (nginx's "disconnected on shutdown"), so
+a query answered at that instant gets no answer, and the client must send
+it again, as stub resolvers and check.dns do after a second. The lab's load
+balancers (lab.StreamServers) are configured so, and a test proves it
+against real BIND servers: resolvers over UDP and TCP see 0 failed queries
+across ten switches, with as many UDP resends as sessions nginx dropped.
 
 Effects: path:PATH. Reads: PATH and conf's folder.`})
 }
