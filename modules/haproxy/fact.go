@@ -14,6 +14,7 @@ import (
 //	rt:SOCKET                  what HAProxy answers on an admin socket: every backend and server
 //	rt:SOCKET#BACKEND/SERVER   the same, read by one task about one server
 //	cfg:CONFIG#BACKEND/SERVER  that server's line in a config file
+//	cfg:CONFIG                 every backend's server lines, for plans
 //
 // Every key of one socket is read with one `show backend;show servers
 // state` on it, and every key of one config file with one awk over it,
@@ -57,8 +58,6 @@ func parseKey(k string) (key, error) {
 		if !ok {
 			return key{}, fmt.Errorf("haproxy fact: bad key %q", k)
 		}
-	} else if kind == "cfg" {
-		return key{}, fmt.Errorf("haproxy fact: key %q names no server", k)
 	}
 	if !validPath(file) {
 		return key{}, fmt.Errorf("haproxy fact: %q is not an absolute path without spaces, commas or colons", file)
@@ -345,7 +344,23 @@ func (fact) Parse(out []byte, keys []string) (map[string]any, error) {
 			return nil, fmt.Errorf("haproxy fact: nothing was read for %s", k)
 		}
 		if pk.kind == "rt" {
-			res[k] = ff.runtime
+			if pk.backend == "" {
+				res[k] = ff.runtime.Value() // a plan's h.fact("haproxy", "rt:SOCKET")
+			} else {
+				res[k] = ff.runtime
+			}
+			continue
+		}
+		if pk.backend == "" {
+			bes := map[string]any{}
+			for be, bc := range ff.config {
+				servers := map[string]any{}
+				for name, words := range bc.servers {
+					servers[name] = words
+				}
+				bes[be] = servers
+			}
+			res[k] = map[string]any{"exists": ff.config != nil, "backends": bes}
 			continue
 		}
 		cl := ConfigLine{Config: pk.file, Exists: ff.config != nil}
