@@ -28,9 +28,12 @@ hashing), enable health for an added server with check=True, set server …
 state ready|drain|maint, set server … weight, set server … addr, and del
 server. A server is deleted by putting it in maintenance first (no new
 requests reach it, the ones in flight finish), then retrying del server
-until HAProxy has no connection left on it: that wait is bounded by
-drain_timeout, after which the sessions left are shut down and the delete
-is tried for 5 more seconds before the task fails with HAProxy's answer.
+every 0.2 s until HAProxy has no connection left on it (HAProxy 2.6 also
+refuses while idle keep-alive connections remain, and closes those only
+when the server's address changes, so orch moves its port and back: no
+request is touched). The wait is bounded by drain_timeout, after which the
+sessions left are shut down and the delete is tried for 5 more seconds
+before the task fails with HAProxy's answer.
 
 With config=, the server's line in that backend (or listen) section of the
 config file is kept as the runtime has it: address, weight, check, and
@@ -39,13 +42,20 @@ ready again, unless the config loads a server-state-file). Other words of
 an existing line (maxconn 100, inter 2s) are kept. The new file is checked
 with haproxy -c before it is renamed over the old one, so the file a reload
 reads is always valid: a server added at runtime is there after a reload.
-When HAProxy refuses to add a server at runtime (a static balance
-algorithm), the config is written and HAProxy is reloaded once, after the
-host's other tasks, through the master CLI (master=, the -S socket of
-haproxy -W; Debian's haproxy.service runs -S /run/haproxy-master.sock):
-the config is checked with haproxy -c first, and the master hands the
-listening sockets to the new worker, so the reload drops no connection.
-Without config=, HAProxy must be running.
+A backend whose balance algorithm takes no servers at runtime (static-rr,
+or hashing that is not consistent, as the config says) gets a new server
+through the config and one reload, after the host's other tasks, through
+the master CLI (master=, the -S socket of haproxy -W; Debian's
+haproxy.service runs -S /run/haproxy-master.sock): the config is checked
+with haproxy -c first, the master hands the listening sockets to the new
+worker, so the reload drops no connection, and the task waits until the
+new worker answers. With config= and HAProxy not running, only the config
+is written; without config=, HAProxy must be running.
+
+A plan reads the whole state with h.fact("haproxy", "rt:SOCKET") ({"running",
+"problem", "backends": {BACKEND: {SERVER: {"address", "state", "weight",
+"up"}}}}) or h.fact("haproxy", "cfg:CONFIG") ({"exists", "backends":
+{BACKEND: {SERVER: "ADDRESS WORDS…"}}}), as plans/stacks.star does.
 
 Facts: one "show backend;show servers state" per socket and one read per
 config file, for all of a host's haproxy.server tasks, in the probe
