@@ -38,14 +38,25 @@ func TestBlueGreenSwitch(t *testing.T) {
 	src := switchPlan(h, "green", green, "blue")
 
 	before, _ := os.ReadFile(h.cfg)
-	if s, _ := runPlan(t, src, true); s.TasksChanged != 2 || s.Exchanges != 1 {
+	s, events := runPlan(t, src, true)
+	if s.TasksChanged != 2 || s.Exchanges != 1 {
 		t.Fatalf("check run: %+v; want 2 tasks that would change, in 1 exchange", s)
+	}
+	var diffs string
+	for _, e := range events {
+		diffs += e.Diff
+	}
+	for _, want := range []string{"-absent\n+" + green + " weight 1 (ready)\n", "+    server green " + green + " check\n",
+		"-" + blue + " weight 1 (ready)\n+absent\n", "-    server blue " + blue + "\n"} {
+		if !strings.Contains(diffs, want) {
+			t.Errorf("--diff of the check run lacks %q:\n%s", want, diffs)
+		}
 	}
 	if after, _ := os.ReadFile(h.cfg); string(after) != string(before) || h.servers() != "app/blue "+blue+" ready w1" {
 		t.Fatalf("check mode changed something:\n%s\n%s", after, h.servers())
 	}
 
-	s, events := runPlan(t, src, false)
+	s, events = runPlan(t, src, false)
 	if s.TasksChanged != 2 || s.Exchanges != 2 || s.Failed != 0 {
 		t.Fatalf("switch: %+v; want 2 changed tasks in 2 exchanges%s", s, taskEvents(events))
 	}

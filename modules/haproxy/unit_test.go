@@ -6,8 +6,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/orch-dev/orch/modules"
+	"github.com/orch-dev/orch/testkit/moduletest"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -195,5 +197,25 @@ func TestValidate(t *testing.T) {
 	}
 	if err := base().Validate(nil); err != nil {
 		t.Errorf("valid: %v", err)
+	}
+}
+
+// TestApplyTwice proves the module contract with testkit/moduletest on a
+// live HAProxy: the first converge changes, the second finds nothing to
+// do, for an added server and a deleted one.
+func TestApplyTwice(t *testing.T) {
+	blue, green := backend(t, "blue"), backend(t, "green")
+	h := startLB(t, "    balance roundrobin\n    server blue "+blue+"\n")
+	add := &Server{Backend: "app", Name: "green", Address: ptr(green), State: "drain", Weight: ptr(4), Socket: h.sock, Config: h.cfg, Master: h.master, DrainTimeout: time.Second}
+	moduletest.Validate(t, add, nil)
+	moduletest.ApplyTwice(t, add)
+	del := &Server{Backend: "app", Name: "blue", State: "absent", Socket: h.sock, Config: h.cfg, Master: h.master, DrainTimeout: time.Second}
+	moduletest.Validate(t, del, nil)
+	moduletest.ApplyTwice(t, del)
+	if got := h.servers(); got != "app/green "+green+" drain w4" {
+		t.Fatalf("runtime: %s", got)
+	}
+	if resp := moduletest.Check(t, add, true); resp.Changed || resp.Reason != "server app/green is "+green+" weight 4 (drain), as wanted" {
+		t.Fatalf("no-change check: %+v", resp)
 	}
 }

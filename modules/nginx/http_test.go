@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/orch-dev/orch/testkit/moduletest"
 )
 
 // httpFiles is an nginx whose upstream file sits two includes deep:
@@ -160,5 +162,21 @@ def main(ctx):
 	_, _, err := runPlan(t, src, false)
 	if err == nil || !strings.Contains(err.Error(), s.dir+"/elsewhere/x.conf is not included from "+s.conf) {
 		t.Fatalf("run error = %v", err)
+	}
+}
+
+// TestApplyTwice proves the module contract with testkit/moduletest, and
+// that --diff shows the change.
+func TestApplyTwice(t *testing.T) {
+	s := startNginx(t, httpFiles(freePort(t), "127.0.0.1:9"))
+	u := &Upstream{Name: "app", Servers: []string{"127.0.0.1:10 weight=2", "127.0.0.1:11 backup"}, Path: s.dir + "/upstreams/app.conf", Conf: s.conf}
+	moduletest.Validate(t, u, nil)
+	resp := moduletest.Check(t, u, true)
+	if !resp.Changed || !strings.Contains(resp.Diff, "-\tserver 127.0.0.1:9;\n+\tserver 127.0.0.1:10 weight=2;\n+\tserver 127.0.0.1:11 backup;\n") {
+		t.Fatalf("check: %q\n%s", resp.Reason, resp.Diff)
+	}
+	moduletest.ApplyTwice(t, u)
+	if !strings.Contains(s.read("upstreams/app.conf"), "server 127.0.0.1:11 backup;") {
+		t.Fatalf("file: %s", s.read("upstreams/app.conf"))
 	}
 }
