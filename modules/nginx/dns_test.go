@@ -120,6 +120,7 @@ stream {
 `,
 		"stream.d/dns.conf": "upstream dns {\n\tserver " + a + ";\n}\n",
 	})
+	resends.Store(0)
 	udp := startLoop(t, 3, func() (string, error) { return which("udp", listen) })
 	tcp := startLoop(t, 2, func() (string, error) { return which("tcp", listen) })
 	waitFor(t, "answers from a", func() bool { return udp.count("a") > 20 && tcp.count("a") > 5 })

@@ -57,18 +57,17 @@ validating conf instead tests the live include, not the new one
 and roll it back when nginx -t fails, so for a moment the live path holds
 a configuration nginx rejects, and a reload by anyone else then fails.
 
-UDP under reloads: an nginx stream proxy for DNS loses no query across
-these reloads when its UDP listen has no reuseport (old and new workers
-read the one socket the master opened, so nothing queued on it is
-dropped) and proxy_responses 1 (an answer ends its session, so old workers
-exit once their answers are out instead of after proxy_timeout, 10m by
-default). One loss no directive prevents: a worker that shuts down drops
-the UDP sessions it has in flight (nginx's "disconnected on shutdown"), so
-a query answered at that instant gets no answer, and the client must send
-it again, as stub resolvers and check.dns do after a second. The lab's load
-balancers (lab.StreamServers) are configured so, and a test proves it
+UDP under reloads: give a DNS stream proxy's UDP listen no reuseport (old
+and new workers then read the one socket the master opened, and nothing
+queued on it is lost when an old worker goes) and proxy_responses 1 (an
+answer ends its session, so old workers exit once their answers are out
+instead of after proxy_timeout, 10m by default). A worker that shuts down
+still drops the UDP sessions it has in flight (nginx's "disconnected on
+shutdown"), so a query answered at that instant gets no answer and must be
+sent again, as stub resolvers and check.dns do after a second. The lab's
+load balancers (lab.StreamServers) are set up so, and a test proves it
 against real BIND servers: resolvers over UDP and TCP see 0 failed queries
-across ten switches, with as many UDP resends as sessions nginx dropped.
+across ten switches and reloads.
 
 Effects: path:PATH. Reads: PATH and conf's folder.`})
 }
