@@ -2,7 +2,6 @@ package haproxy
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -12,13 +11,9 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/orch-dev/orch/engine"
-	"github.com/orch-dev/orch/inventory"
-	"github.com/orch-dev/orch/plan"
 	"github.com/orch-dev/orch/testkit/require"
 )
 
@@ -206,137 +201,4 @@ func (h *lb) reload() {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// clientLoop sends GETs through the frontend, each on a new connection,
-// until stopped, and counts failures and who answered.
-type clientLoop struct {
-	sent, failed atomic.Int64
-	mu           sync.Mutex
-	seen         map[string]int
-	lastErr      string
-	stop         chan struct{}
-	done         chan struct{}
-}
-
-func startClients(t *testing.T, url string, workers int) *clientLoop {
-	t.Helper()
-	c := &clientLoop{seen: map[string]int{}, stop: make(chan struct{}), done: make(chan struct{})}
-	tr := &http.Transport{DisableKeepAlives: true}
-	cl := &http.Client{Transport: tr, Timeout: 5 * time.Second}
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-c.stop:
-					return
-				default:
-				}
-				c.sent.Add(1)
-				resp, err := cl.Get(url)
-				if err == nil {
-					var body []byte
-					body, err = io.ReadAll(resp.Body)
-					resp.Body.Close()
-					if err == nil && resp.StatusCode != 200 {
-						err = fmt.Errorf("status %d: %s", resp.StatusCode, body)
-					}
-					if err == nil {
-						c.mu.Lock()
-						c.seen[string(body)]++
-						c.mu.Unlock()
-					}
-				}
-				if err != nil {
-					c.failed.Add(1)
-					c.mu.Lock()
-					c.lastErr = err.Error()
-					c.mu.Unlock()
-				}
-				time.Sleep(2 * time.Millisecond)
-			}
-		}()
-	}
-	go func() { wg.Wait(); close(c.done) }()
-	t.Cleanup(c.halt)
-	return c
-}
-
-func (c *clientLoop) halt() {
-	select {
-	case <-c.stop:
-	default:
-		close(c.stop)
-	}
-	<-c.done
-}
-
-// waitSent waits until the loop has sent at least n more requests: a
-// progress wait (bounded), not a timed assertion.
-func (c *clientLoop) waitSent(t *testing.T, n int64) {
-	t.Helper()
-	want := c.sent.Load() + n
-	for deadline := time.Now().Add(30 * time.Second); c.sent.Load() < want; {
-		if time.Now().After(deadline) {
-			t.Fatalf("the client loop sent %d requests, want %d", c.sent.Load(), want)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// runPlan runs a plan (main calling ctx.apply on the local host) through
-// the engine and returns its summary.
-func runPlan(t *testing.T, src string, check bool) (engine.Summary, []engine.Event) {
-	t.Helper()
-	s, events, err := run(t, src, check)
-	if err != nil {
-		t.Fatalf("run: %v\nevents: %s", err, taskEvents(events))
-	}
-	return s, events
-}
-
-// runPlanErr runs a plan that may fail and returns its error.
-func runPlanErr(t *testing.T, src string) (engine.Summary, error) {
-	t.Helper()
-	s, _, err := run(t, src, false)
-	return s, err
-}
-
-func run(t *testing.T, src string, check bool) (engine.Summary, []engine.Event, error) {
-	t.Helper()
-	dir := t.TempDir()
-	planFile := filepath.Join(dir, "plan.star")
-	if err := os.WriteFile(planFile, []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	inv := inventory.New()
-	if err := inv.Add(&inventory.Host{Name: "local", Address: "localhost", Connection: "local"}); err != nil {
-		t.Fatal(err)
-	}
-	p, err := plan.Load(planFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	var mu sync.Mutex
-	var events []engine.Event
-	rep, err := engine.Run(context.Background(), p, inv, engine.Options{Check: check, Diff: true, StateDir: dir, OnEvent: func(e engine.Event) {
-		mu.Lock()
-		events = append(events, e)
-		mu.Unlock()
-	}})
-	return rep.Summary, events, err
-}
-
-func taskEvents(events []engine.Event) string {
-	var b strings.Builder
-	for _, e := range events {
-		if e.Event == "task" {
-			fmt.Fprintf(&b, "\n  %s %s: %s %s", e.Task, e.Status, e.Msg, strings.TrimSpace(e.Output))
-		}
-	}
-	return b.String()
 }

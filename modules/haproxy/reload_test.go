@@ -2,6 +2,8 @@ package haproxy
 
 import (
 	"fmt"
+	"github.com/orch-dev/orch/testkit/localrun"
+	"github.com/orch-dev/orch/testkit/traffic"
 	"os"
 	"strings"
 	"testing"
@@ -22,8 +24,8 @@ def role(h):
 def main(ctx):
     ctx.apply("all", role)
 `, green, h.sock, h.cfg, h.sock, h.cfg)
-	if s, events := runPlan(t, src, false); s.TasksChanged != 2 || s.Exchanges != 2 {
-		t.Fatalf("first run: %+v%s", s, taskEvents(events))
+	if s, events := localrun.MustRun(t, src, false); s.TasksChanged != 2 || s.Exchanges != 2 {
+		t.Fatalf("first run: %+v%s", s, localrun.Tasks(events))
 	}
 	want := "app/blue " + blue + " maint w1\napp/green " + green + " ready w3"
 	if got := h.servers(); got != want {
@@ -33,8 +35,8 @@ def main(ctx):
 	if got := h.servers(); got != want {
 		t.Fatalf("runtime after a reload:\n%s\nwant:\n%s", got, want)
 	}
-	if s, events := runPlan(t, src, false); s.TasksChanged != 0 || s.Exchanges != 1 {
-		t.Fatalf("rerun after the reload: %+v%s", s, taskEvents(events))
+	if s, events := localrun.MustRun(t, src, false); s.TasksChanged != 0 || s.Exchanges != 1 {
+		t.Fatalf("rerun after the reload: %+v%s", s, localrun.Tasks(events))
 	}
 }
 
@@ -45,8 +47,8 @@ def main(ctx):
 func TestStaticBackendAddsThroughAReload(t *testing.T) {
 	blue, green := backend(t, "blue"), backend(t, "green")
 	h := startLB(t, "    balance static-rr\n    server blue "+blue+"\n")
-	clients := startClients(t, "http://"+h.front+"/", 4)
-	clients.waitSent(t, 50)
+	clients := traffic.Start(t, 4, func() (string, error) { return traffic.HTTPGet("http://" + h.front + "/") })
+	clients.WaitSent(t, 50)
 	src := fmt.Sprintf(`
 def role(h):
     haproxy.server(backend = "app", name = "green", address = %q, socket = %q, config = %q, master = %q)
@@ -54,26 +56,26 @@ def role(h):
 def main(ctx):
     ctx.apply("all", role)
 `, green, h.sock, h.cfg, h.master)
-	s, events := runPlan(t, src, false)
+	s, events := localrun.MustRun(t, src, false)
 	// The task and its reload handler.
 	if s.TasksChanged != 2 || s.Exchanges != 2 {
-		t.Fatalf("run: %+v; want the task and the reload%s", s, taskEvents(events))
+		t.Fatalf("run: %+v; want the task and the reload%s", s, localrun.Tasks(events))
 	}
-	if !strings.Contains(taskEvents(events), "through a reload") {
-		t.Errorf("events do not say the server came in through a reload:%s", taskEvents(events))
+	if !strings.Contains(localrun.Tasks(events), "through a reload") {
+		t.Errorf("events do not say the server came in through a reload:%s", localrun.Tasks(events))
 	}
-	clients.waitSent(t, 100)
-	clients.halt()
-	if n := clients.failed.Load(); n != 0 {
-		t.Fatalf("%d of %d requests failed across the reload; last: %s", n, clients.sent.Load(), clients.lastErr)
+	clients.WaitSent(t, 100)
+	clients.Stop()
+	if n := clients.Failed(); n != 0 {
+		t.Fatalf("%d of %d requests failed across the reload; last: %s", n, clients.Sent(), clients.LastError())
 	}
 	if got, want := h.servers(), "app/blue "+blue+" ready w1\napp/green "+green+" ready w1"; got != want {
 		t.Fatalf("runtime after the reload:\n%s\nwant:\n%s", got, want)
 	}
-	if clients.seen["green"] == 0 {
-		t.Errorf("green never answered after the reload: %v", clients.seen)
+	if clients.Count("green") == 0 {
+		t.Errorf("green never answered after the reload: %v", clients.Seen())
 	}
-	if s, _ := runPlan(t, src, false); s.TasksChanged != 0 || s.Exchanges != 1 {
+	if s, _ := localrun.MustRun(t, src, false); s.TasksChanged != 0 || s.Exchanges != 1 {
 		t.Fatalf("rerun: %+v", s)
 	}
 }
@@ -96,7 +98,7 @@ def role(h):
 def main(ctx):
     ctx.apply("all", role)
 `, green, h.sock, h.cfg)
-	_, err := runPlanErr(t, src)
+	_, _, err := localrun.Run(t, src, false)
 	if err == nil || !strings.Contains(err.Error(), "haproxy -c rejected the new "+h.cfg) || !strings.Contains(err.Error(), "bogus-keyword") {
 		t.Fatalf("run error = %v; want haproxy -c's message", err)
 	}

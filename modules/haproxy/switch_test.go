@@ -2,14 +2,14 @@ package haproxy
 
 import (
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
 	_ "github.com/orch-dev/orch/modules/file"
+	"github.com/orch-dev/orch/testkit/localrun"
+	"github.com/orch-dev/orch/testkit/traffic"
 )
 
 // switchPlan moves backend app from one server to another: the new one
@@ -33,12 +33,12 @@ def main(ctx):
 func TestBlueGreenSwitch(t *testing.T) {
 	blue, green := backend(t, "blue"), backend(t, "green")
 	h := startLB(t, "    balance roundrobin\n    server blue "+blue+"\n")
-	clients := startClients(t, "http://"+h.front+"/", 4)
-	clients.waitSent(t, 50)
+	clients := traffic.Start(t, 4, func() (string, error) { return traffic.HTTPGet("http://" + h.front + "/") })
+	clients.WaitSent(t, 50)
 	src := switchPlan(h, "green", green, "blue")
 
 	before, _ := os.ReadFile(h.cfg)
-	s, events := runPlan(t, src, true)
+	s, events := localrun.MustRun(t, src, true)
 	if s.TasksChanged != 2 || s.Exchanges != 1 {
 		t.Fatalf("check run: %+v; want 2 tasks that would change, in 1 exchange", s)
 	}
@@ -56,14 +56,14 @@ func TestBlueGreenSwitch(t *testing.T) {
 		t.Fatalf("check mode changed something:\n%s\n%s", after, h.servers())
 	}
 
-	s, events = runPlan(t, src, false)
+	s, events = localrun.MustRun(t, src, false)
 	if s.TasksChanged != 2 || s.Exchanges != 2 || s.Failed != 0 {
-		t.Fatalf("switch: %+v; want 2 changed tasks in 2 exchanges%s", s, taskEvents(events))
+		t.Fatalf("switch: %+v; want 2 changed tasks in 2 exchanges%s", s, localrun.Tasks(events))
 	}
-	clients.waitSent(t, 50)
-	clients.halt()
-	if n := clients.failed.Load(); n != 0 {
-		t.Fatalf("%d of %d requests failed during the switch; last: %s", n, clients.sent.Load(), clients.lastErr)
+	clients.WaitSent(t, 50)
+	clients.Stop()
+	if n := clients.Failed(); n != 0 {
+		t.Fatalf("%d of %d requests failed during the switch; last: %s", n, clients.Sent(), clients.LastError())
 	}
 	if got := h.servers(); got != "app/green "+green+" ready w1" {
 		t.Fatalf("runtime after the switch:\n%s", got)
@@ -72,13 +72,13 @@ func TestBlueGreenSwitch(t *testing.T) {
 	if !strings.Contains(string(cfg), "    server green "+green+" check\n") || strings.Contains(string(cfg), "server blue") {
 		t.Fatalf("config after the switch:\n%s", cfg)
 	}
-	t.Logf("%d requests, 0 failed, answered by %v", clients.sent.Load(), clients.seen)
-	if clients.seen["green"] == 0 || clients.seen["blue"] == 0 {
-		t.Fatalf("want answers from blue, then green: %v", clients.seen)
+	t.Logf("%d requests, 0 failed, answered by %v", clients.Sent(), clients.Seen())
+	if clients.Count("green") == 0 || clients.Count("blue") == 0 {
+		t.Fatalf("want answers from blue, then green: %v", clients.Seen())
 	}
 
-	if s, events := runPlan(t, src, false); s.TasksChanged != 0 || s.Exchanges != 1 {
-		t.Fatalf("rerun: %+v; want nothing changed, in 1 exchange%s", s, taskEvents(events))
+	if s, events := localrun.MustRun(t, src, false); s.TasksChanged != 0 || s.Exchanges != 1 {
+		t.Fatalf("rerun: %+v; want nothing changed, in 1 exchange%s", s, localrun.Tasks(events))
 	}
 }
 
@@ -90,7 +90,7 @@ func TestDeleteWaitsForRequestsInFlight(t *testing.T) {
 	h := startLB(t, "    balance first\n    server blue "+blue+"\n    server green "+green+"\n")
 	slow := make(chan error, 1)
 	go func() {
-		resp, err := get("http://" + h.front + "/slow")
+		resp, err := traffic.HTTPGet("http://" + h.front + "/slow")
 		if err == nil && resp != "blue" {
 			err = fmt.Errorf("answered by %q, want blue", resp)
 		}
@@ -113,8 +113,8 @@ def role(h):
 def main(ctx):
     ctx.apply("all", role)
 `, h.sock)
-	if s, events := runPlan(t, src, false); s.TasksChanged != 1 {
-		t.Fatalf("delete: %+v%s", s, taskEvents(events))
+	if s, events := localrun.MustRun(t, src, false); s.TasksChanged != 1 {
+		t.Fatalf("delete: %+v%s", s, localrun.Tasks(events))
 	}
 	if err := <-slow; err != nil {
 		t.Fatalf("the request in flight on the deleted server failed: %v", err)
@@ -134,19 +134,4 @@ func (h *lb) sessions(server string) string {
 		}
 	}
 	return "scur ?"
-}
-
-// get sends one GET on a new connection and returns the body.
-func get(url string) (string, error) {
-	cl := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
-	resp, err := cl.Get(url)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err == nil && resp.StatusCode != 200 {
-		err = fmt.Errorf("status %d: %s", resp.StatusCode, b)
-	}
-	return string(b), err
 }

@@ -15,7 +15,9 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/orch-dev/orch/lab"
+	"github.com/orch-dev/orch/testkit/localrun"
 	"github.com/orch-dev/orch/testkit/require"
+	"github.com/orch-dev/orch/testkit/traffic"
 )
 
 // startBind starts a real named serving example.test on a loopback port,
@@ -50,7 +52,7 @@ zone "example.test" { type primary; file "%[1]s/zone"; };
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
 	t.Cleanup(func() { cmd.Process.Kill(); <-exited })
-	waitFor(t, "named on "+addr, func() bool {
+	traffic.WaitFor(t, "named on "+addr, func() bool {
 		select {
 		case <-exited:
 			t.Fatalf("named exited:\n%s", log.String())
@@ -121,9 +123,9 @@ stream {
 		"stream.d/dns.conf": "upstream dns {\n\tserver " + a + ";\n}\n",
 	})
 	resends.Store(0)
-	udp := startLoop(t, 3, func() (string, error) { return which("udp", listen) })
-	tcp := startLoop(t, 2, func() (string, error) { return which("tcp", listen) })
-	waitFor(t, "answers from a", func() bool { return udp.count("a") > 20 && tcp.count("a") > 5 })
+	udp := traffic.Start(t, 3, func() (string, error) { return which("udp", listen) })
+	tcp := traffic.Start(t, 2, func() (string, error) { return which("tcp", listen) })
+	traffic.WaitFor(t, "answers from a", func() bool { return udp.Count("a") > 20 && tcp.Count("a") > 5 })
 
 	const switches = 10
 	for i := range switches {
@@ -138,20 +140,20 @@ def role(h):
 def main(ctx):
     ctx.apply("all", role)
 `, to, s.dir+"/stream.d/dns.conf", s.conf)
-		if sum, events := mustRun(t, src, false); sum.TasksChanged != 2 {
-			t.Fatalf("switch %d: %+v%s", i+1, sum, taskEvents(events))
+		if sum, events := localrun.MustRun(t, src, false); sum.TasksChanged != 2 {
+			t.Fatalf("switch %d: %+v%s", i+1, sum, localrun.Tasks(events))
 		}
-		nu, nt := udp.count(name), tcp.count(name)
-		waitFor(t, fmt.Sprintf("switch %d: answers from %s", i+1, name), func() bool {
-			return udp.count(name) > nu+20 && tcp.count(name) > nt+5
+		nu, nt := udp.Count(name), tcp.Count(name)
+		traffic.WaitFor(t, fmt.Sprintf("switch %d: answers from %s", i+1, name), func() bool {
+			return udp.Count(name) > nu+20 && tcp.Count(name) > nt+5
 		})
 	}
-	udp.halt()
-	tcp.halt()
+	udp.Stop()
+	tcp.Stop()
 	dropped := strings.Count(s.read("error.log"), "disconnected on shutdown")
 	t.Logf("nginx dropped %d UDP sessions in flight on old workers; the resolvers sent %d queries again", dropped, resends.Load())
-	t.Logf("%d switches: %d UDP queries (%v), %d TCP queries (%v)", switches, udp.sent.Load(), udp.seen, tcp.sent.Load(), tcp.seen)
-	if f := udp.failed.Load() + tcp.failed.Load(); f != 0 {
-		t.Fatalf("%d UDP and %d TCP queries failed across the switches; last: %s / %s", udp.failed.Load(), tcp.failed.Load(), udp.lastErr, tcp.lastErr)
+	t.Logf("%d switches: %d UDP queries (%v), %d TCP queries (%v)", switches, udp.Sent(), udp.Seen(), tcp.Sent(), tcp.Seen())
+	if f := udp.Failed() + tcp.Failed(); f != 0 {
+		t.Fatalf("%d UDP and %d TCP queries failed across the switches; last: %s / %s", udp.Failed(), tcp.Failed(), udp.LastError(), tcp.LastError())
 	}
 }

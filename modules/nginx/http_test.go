@@ -5,7 +5,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/orch-dev/orch/testkit/localrun"
 	"github.com/orch-dev/orch/testkit/moduletest"
+	"github.com/orch-dev/orch/testkit/traffic"
 )
 
 // httpFiles is an nginx whose upstream file sits two includes deep:
@@ -67,27 +69,27 @@ func TestHTTPBlueGreen(t *testing.T) {
 	port := freePort(t)
 	s := startNginx(t, httpFiles(port, blue))
 	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
-	clients := startLoop(t, 4, func() (string, error) { return httpGet(url) })
-	waitFor(t, "blue to answer", func() bool { return clients.count("blue") > 20 })
+	clients := traffic.Start(t, 4, func() (string, error) { return traffic.HTTPGet(url) })
+	traffic.WaitFor(t, "blue to answer", func() bool { return clients.Count("blue") > 20 })
 
 	before := s.read("upstreams/app.conf")
-	if sum, _ := mustRun(t, upstreamPlan(s, green), true); sum.TasksChanged != 2 || sum.Exchanges != 1 {
+	if sum, _ := localrun.MustRun(t, upstreamPlan(s, green), true); sum.TasksChanged != 2 || sum.Exchanges != 1 {
 		t.Fatalf("check run: %+v; want the task and its reload, in 1 exchange", sum)
 	}
 	if s.read("upstreams/app.conf") != before || len(s.leftovers()) != 0 {
 		t.Fatalf("check mode changed something: %q, %v", s.read("upstreams/app.conf"), s.leftovers())
 	}
 
-	sum, events := mustRun(t, upstreamPlan(s, green), false)
+	sum, events := localrun.MustRun(t, upstreamPlan(s, green), false)
 	if sum.TasksChanged != 2 || sum.Exchanges != 2 {
-		t.Fatalf("switch: %+v; want the task and one reload, in 2 exchanges%s", sum, taskEvents(events))
+		t.Fatalf("switch: %+v; want the task and one reload, in 2 exchanges%s", sum, localrun.Tasks(events))
 	}
-	waitFor(t, "green to answer", func() bool { return clients.count("green") > 20 })
-	clients.halt()
-	if n := clients.failed.Load(); n != 0 {
-		t.Fatalf("%d of %d requests failed; last: %s", n, clients.sent.Load(), clients.lastErr)
+	traffic.WaitFor(t, "green to answer", func() bool { return clients.Count("green") > 20 })
+	clients.Stop()
+	if n := clients.Failed(); n != 0 {
+		t.Fatalf("%d of %d requests failed; last: %s", n, clients.Sent(), clients.LastError())
 	}
-	t.Logf("%d requests, 0 failed, answered by %v", clients.sent.Load(), clients.seen)
+	t.Logf("%d requests, 0 failed, answered by %v", clients.Sent(), clients.Seen())
 	want := "# managed by orch (nginx.upstream, http): changes here are overwritten\nupstream app {\n\tserver " + green + ";\n}\n"
 	if got := s.read("upstreams/app.conf"); got != want {
 		t.Fatalf("upstream file:\n%s\nwant:\n%s", got, want)
@@ -95,8 +97,8 @@ func TestHTTPBlueGreen(t *testing.T) {
 	if left := s.leftovers(); len(left) != 0 {
 		t.Fatalf("temporary files left: %v", left)
 	}
-	if sum, events := mustRun(t, upstreamPlan(s, green), false); sum.TasksChanged != 0 || sum.Exchanges != 1 {
-		t.Fatalf("rerun: %+v; want nothing changed, in 1 exchange%s", sum, taskEvents(events))
+	if sum, events := localrun.MustRun(t, upstreamPlan(s, green), false); sum.TasksChanged != 0 || sum.Exchanges != 1 {
+		t.Fatalf("rerun: %+v; want nothing changed, in 1 exchange%s", sum, localrun.Tasks(events))
 	}
 }
 
@@ -110,8 +112,8 @@ func TestInvalidUpstreamRejected(t *testing.T) {
 	port := freePort(t)
 	s := startNginx(t, httpFiles(port, blue))
 	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
-	clients := startLoop(t, 2, func() (string, error) { return httpGet(url) })
-	waitFor(t, "blue to answer", func() bool { return clients.count("blue") > 10 })
+	clients := traffic.Start(t, 2, func() (string, error) { return traffic.HTTPGet(url) })
+	traffic.WaitFor(t, "blue to answer", func() bool { return clients.Count("blue") > 10 })
 	before := s.read("upstreams/app.conf")
 
 	for _, c := range []struct{ name, server, want string }{
@@ -125,9 +127,9 @@ def role(h):
 def main(ctx):
     ctx.apply("all", role)
 `, c.name, c.server, s.dir+"/upstreams/app.conf", s.conf)
-		_, events, err := runPlan(t, src, false)
+		_, events, err := localrun.Run(t, src, false)
 		if err == nil || !strings.Contains(err.Error(), "nginx -t rejected the configuration with the new "+s.dir+"/upstreams/app.conf") || !strings.Contains(err.Error(), c.want) {
-			t.Fatalf("%s: run error = %v; want nginx's message %q%s", c.server, err, c.want, taskEvents(events))
+			t.Fatalf("%s: run error = %v; want nginx's message %q%s", c.server, err, c.want, localrun.Tasks(events))
 		}
 		if got := s.read("upstreams/app.conf"); got != before {
 			t.Fatalf("%s: the live file changed:\n%s", c.server, got)
@@ -141,11 +143,11 @@ def main(ctx):
 			}
 		}
 	}
-	n := clients.count("blue")
-	waitFor(t, "more answers from blue", func() bool { return clients.count("blue") > n+10 })
-	clients.halt()
-	if f := clients.failed.Load(); f != 0 {
-		t.Fatalf("%d requests failed; last: %s", f, clients.lastErr)
+	n := clients.Count("blue")
+	traffic.WaitFor(t, "more answers from blue", func() bool { return clients.Count("blue") > n+10 })
+	clients.Stop()
+	if f := clients.Failed(); f != 0 {
+		t.Fatalf("%d requests failed; last: %s", f, clients.LastError())
 	}
 }
 
@@ -159,7 +161,7 @@ def role(h):
 def main(ctx):
     ctx.apply("all", role)
 `, s.dir+"/elsewhere/x.conf", s.conf)
-	_, _, err := runPlan(t, src, false)
+	_, _, err := localrun.Run(t, src, false)
 	if err == nil || !strings.Contains(err.Error(), s.dir+"/elsewhere/x.conf is not included from "+s.conf) {
 		t.Fatalf("run error = %v", err)
 	}

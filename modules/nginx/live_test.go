@@ -2,7 +2,6 @@ package nginx
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -12,13 +11,9 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/orch-dev/orch/engine"
-	"github.com/orch-dev/orch/inventory"
-	"github.com/orch-dev/orch/plan"
 	"github.com/orch-dev/orch/testkit/require"
 )
 
@@ -146,130 +141,4 @@ func httpBackend(t *testing.T, name string) string {
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
 	return l.Addr().String()
-}
-
-// loop runs try concurrently until stopped and counts failures and answers.
-type loop struct {
-	sent, failed atomic.Int64
-	mu           sync.Mutex
-	seen         map[string]int
-	lastErr      string
-	stop, done   chan struct{}
-}
-
-func startLoop(t *testing.T, workers int, try func() (string, error)) *loop {
-	l := &loop{seen: map[string]int{}, stop: make(chan struct{}), done: make(chan struct{})}
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-l.stop:
-					return
-				default:
-				}
-				l.sent.Add(1)
-				got, err := try()
-				l.mu.Lock()
-				if err != nil {
-					l.failed.Add(1)
-					l.lastErr = err.Error()
-				} else {
-					l.seen[got]++
-				}
-				l.mu.Unlock()
-				time.Sleep(time.Millisecond)
-			}
-		}()
-	}
-	go func() { wg.Wait(); close(l.done) }()
-	t.Cleanup(l.halt)
-	return l
-}
-
-func (l *loop) halt() {
-	select {
-	case <-l.stop:
-	default:
-		close(l.stop)
-	}
-	<-l.done
-}
-
-func (l *loop) count(answer string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.seen[answer]
-}
-
-// waitFor waits (bounded) until cond holds: progress, not a timed assertion.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
-
-func httpGet(url string) (string, error) {
-	cl := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
-	resp, err := cl.Get(url)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err == nil && resp.StatusCode != 200 {
-		err = fmt.Errorf("status %d", resp.StatusCode)
-	}
-	return string(b), err
-}
-
-// runPlan runs src through the engine on the local host.
-func runPlan(t *testing.T, src string, check bool) (engine.Summary, []engine.Event, error) {
-	t.Helper()
-	dir := t.TempDir()
-	planFile := filepath.Join(dir, "plan.star")
-	if err := os.WriteFile(planFile, []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	inv := inventory.New()
-	if err := inv.Add(&inventory.Host{Name: "local", Address: "localhost", Connection: "local"}); err != nil {
-		t.Fatal(err)
-	}
-	p, err := plan.Load(planFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	var mu sync.Mutex
-	var events []engine.Event
-	rep, err := engine.Run(context.Background(), p, inv, engine.Options{Check: check, Diff: true, StateDir: dir, OnEvent: func(e engine.Event) {
-		mu.Lock()
-		events = append(events, e)
-		mu.Unlock()
-	}})
-	return rep.Summary, events, err
-}
-
-func mustRun(t *testing.T, src string, check bool) (engine.Summary, []engine.Event) {
-	t.Helper()
-	s, events, err := runPlan(t, src, check)
-	if err != nil {
-		t.Fatalf("run: %v%s", err, taskEvents(events))
-	}
-	return s, events
-}
-
-func taskEvents(events []engine.Event) string {
-	var b strings.Builder
-	for _, e := range events {
-		if e.Event == "task" {
-			fmt.Fprintf(&b, "\n  %s %s: %s %s", e.Task, e.Status, e.Msg, strings.TrimSpace(e.Output))
-		}
-	}
-	return b.String()
 }
