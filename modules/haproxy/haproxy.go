@@ -57,6 +57,10 @@ A plan reads the whole state with h.fact("haproxy", "rt:SOCKET") ({"running",
 "up"}}}}) or h.fact("haproxy", "cfg:CONFIG") ({"exists", "backends":
 {BACKEND: {SERVER: "ADDRESS WORDS…"}}}), as plans/stacks.star does.
 
+The admin socket is usually root's (mode 600): run the task with
+become=True, or give the socket to a group (stats socket … mode 660 group
+G). socat must be installed on the host; haproxy too, for -c on configs.
+
 Facts: one "show backend;show servers state" per socket and one read per
 config file, for all of a host's haproxy.server tasks, in the probe
 exchange, so a rerun that changes nothing is one exchange per host. --check

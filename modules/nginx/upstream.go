@@ -43,6 +43,9 @@ Which files lie on the include path is read from nginx -T in the probe
 exchange, and only when the file differs from the wanted one, so a rerun
 that changes nothing costs no nginx process and stays one exchange.
 
+nginx -T and nginx -t read every file the master reads (keys and
+certificates too): run the task as root (become=True).
+
 A change queues one graceful reload of nginx (nginx -t, then nginx -s
 reload: the master starts new workers and lets the old ones finish), run
 once after the host's other tasks however many upstreams changed, as the
