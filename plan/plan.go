@@ -65,7 +65,13 @@ func (es Errors) Error() string {
 func Load(planPath string) (*Plan, error) {
 	if _, err := os.Stat(planPath); err != nil {
 		if shipped, ok := plans.Lookup(planPath); ok {
-			return load(planPath, plans.FS, shipped, nil)
+			// Positions name the shipped file as it was asked for, with
+			// its suffix: "stacks" reads as stacks.star.
+			display := planPath
+			if !strings.HasSuffix(display, ".star") {
+				display += ".star"
+			}
+			return load(display, plans.FS, shipped, nil)
 		}
 		return nil, fmt.Errorf("plan %s: %w", planPath, err)
 	}

@@ -20,7 +20,8 @@ func init() {
 	modules.Register(modules.Info{ID: "check.dns", New: func() any { return new(dnsCall) }, Doc: `Queries DNS servers from the controller until every one answers with the expected record set.
 
 Each server gets one query per try (miekg/dns, over UDP with an EDNS0 buffer
-of 1232 bytes, asking for recursion; a truncated UDP answer is asked again
+of 1232 bytes, asking for recursion; sent once more after 1 s without an
+answer, as stub resolvers resend; a truncated UDP answer is asked again
 over TCP, in the same try). A server passes when it answers NOERROR and the
 records of qtype in its answer section are exactly expect, compared as a
 set: addresses as addresses ("2001:db8::1" equals "2001:0db8:0::1"), TXT as
@@ -33,6 +34,13 @@ returned.
 
 ` + retryDoc})
 }
+
+// udpResend is when an unanswered UDP query is sent once more, within
+// queryTimeout, as stub resolvers resend: a datagram lost on the way then
+// costs a second rather than the try. nginx's UDP stream proxy loses the
+// answers an old worker has in flight when a reload shuts it down (see
+// nginx.upstream), so a guard through the load balancers needs it.
+const udpResend = time.Second
 
 // queryTimeout bounds one query (and its TCP retry) to one server.
 const queryTimeout = 2 * time.Second
@@ -186,8 +194,14 @@ func (c *dnsCall) query(ctx context.Context, server string) outcome {
 	m.SetQuestion(dns.Fqdn(c.Qname), c.qtype)
 	m.SetEdns0(ednsBufSize, false)
 	cl := &dns.Client{Net: "udp", UDPSize: ednsBufSize}
-	r, _, err := cl.ExchangeContext(ctx, m, server)
+	first, cancelFirst := context.WithTimeout(ctx, udpResend)
+	r, _, err := cl.ExchangeContext(first, m, server)
+	cancelFirst()
 	via := "udp"
+	if ne, ok := err.(net.Error); ok && ne.Timeout() && ctx.Err() == nil {
+		via = "udp, sent again after " + udpResend.String()
+		r, _, err = cl.ExchangeContext(ctx, m, server)
+	}
 	if err == nil && r.Truncated {
 		cl.Net, via = "tcp", "tcp, after a truncated udp answer"
 		r, _, err = cl.ExchangeContext(ctx, m, server)

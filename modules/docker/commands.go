@@ -44,6 +44,9 @@ func (cliCommands) create(c *Container, start bool) string {
 	for _, k := range slices.Sorted(maps.Keys(c.Labels)) {
 		b.WriteString(" --label " + q(k+"="+c.Labels[k]))
 	}
+	for _, v := range c.Volumes {
+		b.WriteString(" -v " + q(v))
+	}
 	b.WriteString(" -- " + q(c.Image))
 	for _, w := range c.cmd {
 		b.WriteString(" " + q(w))
@@ -120,6 +123,9 @@ func (apiCommands) create(c *Container, start bool) string {
 		bindings[key] = append(bindings[key], portBinding{HostIP: p.IP, HostPort: p.Host})
 	}
 	host := map[string]any{"PortBindings": bindings}
+	if len(c.Volumes) > 0 {
+		host["Binds"] = c.Volumes
+	}
 	if len(c.Networks) > 0 {
 		host["NetworkMode"] = c.Networks[0]
 	}

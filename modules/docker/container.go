@@ -45,7 +45,9 @@ ports are "[IP:]HOST:CONTAINER[/tcp|udp]" ("127.0.0.1:8080:80",
 The first of networks is the container's network, the others are connected
 before it starts; [] means the engine's default bridge network. command is
 a list (the argv) or a string split into words as sh would split it
-(quotes and backslashes; no expansion).`})
+(quotes and backslashes; no expansion). volumes are bind mounts of host
+paths, "/srv/app/conf:/etc/app" or "/srv/app/conf:/etc/app:ro", compared
+as a set with the container's.`})
 }
 
 // Container is the argument struct of docker.container().
@@ -58,6 +60,7 @@ type Container struct {
 	Labels   map[string]string `arg:"labels" doc:"labels, on top of the image's"`
 	Networks []string          `arg:"networks" doc:"networks to attach, the first as the container's network"`
 	Command  any               `arg:"command" doc:"the command: a list of words or a string; None keeps the image's CMD"`
+	Volumes  []string          `arg:"volumes" doc:"bind mounts: \"HOST_PATH:CONTAINER_PATH[:ro]\""`
 
 	cmd   []string // Command as words; nil means the image's
 	ports []port   // Ports parsed, in order
@@ -129,6 +132,15 @@ func (c *Container) Validate(*modules.Env) error {
 			return fmt.Errorf("networks: %q is not a network name, or is given twice", n)
 		}
 		seen[n] = true
+	}
+	seenVol := map[string]bool{}
+	for _, v := range c.Volumes {
+		parts := strings.Split(v, ":")
+		if len(parts) < 2 || len(parts) > 3 || !strings.HasPrefix(parts[0], "/") || !strings.HasPrefix(parts[1], "/") ||
+			(len(parts) == 3 && parts[2] != "ro" && parts[2] != "rw") || seenVol[parts[1]] {
+			return fmt.Errorf("volumes: %q is not \"HOST_PATH:CONTAINER_PATH[:ro]\" with absolute paths, or mounts a path twice", v)
+		}
+		seenVol[parts[1]] = true
 	}
 	cmd, err := commandWords(c.Command)
 	if err != nil {
@@ -272,6 +284,7 @@ func (c *Container) compare(got *container, img *image) []field {
 	}
 	add("ports", portsOf(got), c.portKeys())
 	add("networks", slices.Sorted(maps.Keys(got.NetworkSettings.Networks)), c.wantNetworks())
+	add("volumes", volumeKeys(got.HostConfig.Binds), volumeKeys(c.Volumes))
 	return out
 }
 
@@ -289,6 +302,17 @@ func (c *Container) portKeys() []string {
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// volumeKeys renders bind mounts in the form they are compared in: ":rw"
+// is the default, so it is left out.
+func volumeKeys(binds []string) []string {
+	out := []string{}
+	for _, b := range binds {
+		out = append(out, strings.TrimSuffix(b, ":rw"))
+	}
+	slices.Sort(out)
+	return out
 }
 
 func envMap(env []string) map[string]string {
@@ -395,7 +419,7 @@ func (c *Container) Check(req modules.CheckRequest, resp *modules.CheckResponse)
 
 // writeFieldDiff writes the lines of a field that are not in both values.
 func writeFieldDiff(b *strings.Builder, f field) {
-	label := strings.TrimSuffix(f.name, "s") // env, label, port, network, command, image
+	label := strings.TrimSuffix(f.name, "s") // env, label, port, network, command, image, volume
 	for _, o := range f.old {
 		if !slices.Contains(f.new, o) {
 			fmt.Fprintf(b, "-%s %s\n", label, o)

@@ -211,3 +211,21 @@ func gatherFact(t *testing.T, c *Container) containerFact {
 	}
 	return vals[ContainerKey(c.Name).Key].(containerFact)
 }
+
+// TestVolumes binds a host folder into a container: apply twice changes
+// once, the container sees the folder, and another mount recreates it.
+func TestVolumes(t *testing.T) {
+	v1, _ := testImages(t)
+	dir := t.TempDir()
+	name := prefix + "-vol"
+	c := task(t, &Container{Name: name, Image: v1, Volumes: []string{dir + ":/data:ro"}})
+	moduletest.ApplyTwice(t, c)
+	if out := mustDocker(t, "container", "inspect", "--format", "{{json .HostConfig.Binds}}", name); out != `["`+dir+`:/data:ro"]` {
+		t.Fatalf("binds %s", out)
+	}
+	c2 := task(t, &Container{Name: name, Image: v1, Volumes: []string{dir + ":/data"}})
+	if resp := moduletest.Check(t, c2, true); !resp.Changed || !strings.HasSuffix(resp.Reason, ": different volumes") ||
+		!strings.Contains(resp.Diff, "-volume "+dir+":/data:ro\n+volume "+dir+":/data\n") {
+		t.Fatalf("check of another mount: %q\n%s", resp.Reason, resp.Diff)
+	}
+}

@@ -71,6 +71,7 @@ type container struct {
 	}
 	HostConfig struct {
 		PortBindings map[string][]portBinding
+		Binds        []string
 	}
 	NetworkSettings struct {
 		Networks map[string]json.RawMessage

@@ -9,5 +9,7 @@ import (
 	_ "github.com/orch-dev/orch/modules/digitalocean"
 	_ "github.com/orch-dev/orch/modules/docker"
 	_ "github.com/orch-dev/orch/modules/file"
+	_ "github.com/orch-dev/orch/modules/haproxy"
 	_ "github.com/orch-dev/orch/modules/linode"
+	_ "github.com/orch-dev/orch/modules/nginx"
 )
