@@ -3,9 +3,10 @@ package lab
 import (
 	"fmt"
 	"net/netip"
-	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/orch-dev/orch/internal/nginxconf"
 )
 
 // The default topology: two name servers behind two nginx DNS load
@@ -192,13 +193,12 @@ func StreamServers(listen string) string {
 `
 }
 
-// upstreamConf is UpstreamPath's content.
+// upstreamConf is UpstreamPath's content, as nginx.upstream renders it, so
+// that a plan restoring the first servers writes the file back byte for byte.
 func upstreamConf(servers []netip.Addr) string {
-	var b strings.Builder
-	b.WriteString("# orch lab: the name servers behind this load balancer.\nupstream dns {\n")
+	var lines []string
 	for _, s := range servers {
-		fmt.Fprintf(&b, "\tserver %s:53;\n", s)
+		lines = append(lines, s.String()+":53")
 	}
-	b.WriteString("}\n")
-	return b.String()
+	return string(nginxconf.Upstream("dns", lines, true))
 }

@@ -17,6 +17,8 @@ import (
 
 	"github.com/pmezard/go-difflib/difflib"
 
+	"github.com/orch-dev/orch/internal/nginxconf"
+	"github.com/orch-dev/orch/inventory"
 	"github.com/orch-dev/orch/modules"
 )
 
@@ -106,7 +108,7 @@ func validPath(p string) bool {
 	return path.IsAbs(p) && path.Clean(p) == p && !strings.ContainsAny(p, " \t\n;|\\\"'{}$")
 }
 
-func (u *Upstream) Validate(*modules.Env) error {
+func (u *Upstream) Validate(env *modules.Env) error {
 	if !validName.MatchString(u.Name) {
 		return fmt.Errorf("name %q: use letters, digits and -_.", u.Name)
 	}
@@ -114,6 +116,9 @@ func (u *Upstream) Validate(*modules.Env) error {
 		return fmt.Errorf("servers is empty: nginx refuses an upstream without servers")
 	}
 	for _, s := range u.Servers {
+		if env != nil && env.Check && strings.HasPrefix(s, inventory.NotCreated) {
+			continue // under --check, a server not created yet: shown as such, never applied
+		}
 		if !validServer.MatchString(s) {
 			return fmt.Errorf("server %q is not an nginx server line (ADDRESS[:PORT] [PARAM=VALUE | backup | down]…, without \"server\" and \";\")", s)
 		}
@@ -132,17 +137,7 @@ func (u *Upstream) Validate(*modules.Env) error {
 	if u.Path == u.Conf {
 		return fmt.Errorf("path is conf: the upstream goes in a file of its own, included by conf")
 	}
-	var b strings.Builder
-	kind := "http"
-	if u.Stream {
-		kind = "stream"
-	}
-	fmt.Fprintf(&b, "# managed by orch (nginx.upstream, %s): changes here are overwritten\nupstream %s {\n", kind, u.Name)
-	for _, s := range u.Servers {
-		fmt.Fprintf(&b, "\tserver %s;\n", s)
-	}
-	b.WriteString("}\n")
-	u.content = []byte(b.String())
+	u.content = nginxconf.Upstream(u.Name, u.Servers, u.Stream)
 	sum := sha256.Sum256(u.content)
 	u.sum = hex.EncodeToString(sum[:])
 	return nil
