@@ -10,4 +10,6 @@ import (
 	_ "github.com/orch-dev/orch/modules/docker"
 	_ "github.com/orch-dev/orch/modules/file"
 	_ "github.com/orch-dev/orch/modules/linode"
+	_ "github.com/orch-dev/orch/modules/pkg"
+	_ "github.com/orch-dev/orch/modules/service"
 )
