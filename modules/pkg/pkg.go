@@ -56,11 +56,12 @@ later task re-checked and every watcher fire on each install (a restart for
 a config that did not change). Put the file tasks that configure a package
 after its pkg task: they replace what the package installed.
 
-Verified against: apt on the Debian 12 lab containers, live (install,
-rerun, remove, a missing package, the dpkg lock); dpkg-query and apt-cache
-output of Debian 12 (captured) and Ubuntu 24.04 (transcribed); FreeBSD's pkg
-from recorded outputs only (freebsd/pkg 1.21.3 sources and tests), not on a
-FreeBSD host.`})
+Verified against: apt on the Debian 12 lab containers, live over SSH under
+sudo as a non-root user, through the lab's apt proxy (install with a cache
+refresh, rerun, remove, a missing package, the dpkg lock held); dpkg-query,
+apt-cache and stat output captured on Debian 12 and transcribed for Ubuntu
+24.04; FreeBSD's pkg only on outputs transcribed from freebsd/pkg 1.21.3's
+sources and tests, not on a FreeBSD host.`})
 }
 
 // Pkg is the argument struct of pkg().

@@ -53,12 +53,15 @@ Effects: service:NAME. A service task is re-checked inside the apply when
 an earlier task of the run changed a package (a package install may start
 or stop services).
 
-Verified against: sysvinit on the Debian 12 lab containers, live (stop,
-start, reload with the master PID kept, restart, enable and disable,
-pending reloads after a failure), under sudo as a non-root user; systemd
-from recorded systemctl output of Debian 12 and Ubuntu 24.04 (transcribed,
-see testdata), not on a systemd host; FreeBSD rc from the recorded FreeBSD
-outputs of service(8) and sysrc(8) (freebsd-src sources), not on FreeBSD.`})
+Verified against: sysvinit on the Debian 12 lab containers, live over SSH
+under sudo as a non-root user (stop and start, enable and disable, one
+reload with nginx's master PID kept, a reload left pending by a failure);
+systemd live on Debian 12 booted with systemd 252 in a container, as root
+over the docker connection (a new unit with daemon-reload, enable and
+start, a changed unit restarted once, a reload keeping the main PID, stop
+and disable), and on systemctl output captured there and transcribed for
+Ubuntu 24.04; FreeBSD rc only on outputs transcribed from freebsd-src's
+service(8), rc.subr and sysrc(8), not on a FreeBSD host.`})
 }
 
 // Service is the argument struct of service().
@@ -191,7 +194,7 @@ func (s *Service) Check(req modules.CheckRequest, resp *modules.CheckResponse) {
 	resp.Changed = true
 	resp.Reason = strings.Join(steps, " and ") + " " + s.Name
 	if !st.Exists {
-		resp.Reason += " (not installed yet: an earlier task must install it)"
+		resp.Reason += " (not found yet: an earlier task of the run must provide it)"
 	}
 	resp.Diff = fmt.Sprintf("--- service %s\n+++ service %s\n-%s\n+%s\n", s.Name, s.Name, describe(st), strings.Join(steps, ", "))
 	var script strings.Builder
