@@ -296,6 +296,30 @@ func TestPkgInstallRerunRemove(t *testing.T) {
 	}
 }
 
+// TestPkgRecheckedInTheApply: a second pkg task reads a package the first
+// one installs. Its check, made before the install, is confirmed on the
+// host inside the apply exchange; found stale there, it is decided again
+// from facts gathered in that same exchange, so the run costs no extra
+// round trip.
+func TestPkgRecheckedInTheApply(t *testing.T) {
+	r := newRunner(t)
+	sh(t, "ns1", "apt-get remove -y -q hello >/dev/null 2>&1 || true")
+	role := `
+		pkg(names = ["hello"], update_cache = True)
+		pkg(names = ["hello"], state = "latest")`
+	res := r.run("ns1", role, false)
+	if res.err != nil || res.rep.Summary.TasksChanged != 1 || res.exchanges("ns1") != 2 {
+		t.Fatalf("want the install alone, in 2 exchanges: %s", res)
+	}
+	if ok := res.tasks("ns1", engine.OK); len(ok) != 1 || !strings.HasPrefix(ok[0].Msg, "at the candidate version: hello 2.10") {
+		t.Errorf("the second task was not decided again on the fresh facts: %s", res)
+	}
+	if res = r.run("ns1", role, false); res.err != nil || res.rep.Summary.TasksChanged != 0 || res.exchanges("ns1") != 1 {
+		t.Fatalf("rerun: want 0 changes in 1 exchange: %s", res)
+	}
+	sh(t, "ns1", "apt-get remove -y -q hello >/dev/null 2>&1")
+}
+
 // TestPkgMissingPackage asks for a package no mirror has: the task fails
 // naming it, and the host's later tasks are reported as not run.
 func TestPkgMissingPackage(t *testing.T) {

@@ -148,6 +148,14 @@ func TestSystemdService(t *testing.T) {
 		t.Fatalf("config changed: %d reloads (want %d), MainPID %s -> %s (want kept)", got, reloads+1, pid, show("MainPID"))
 	}
 
+	// An opaque command before the service: the service's decision is
+	// confirmed on the host inside the apply (systemctl show again), at
+	// no extra exchange.
+	res = r.run("sd1", `command(cmd = "true")`+role(orchdemoUnit("v2"), "b\n", "running", "True", "reload"), false)
+	if res.err != nil || res.rep.Summary.TasksChanged != 1 || res.handlerRuns("sd1") != 0 || res.exchanges("sd1") != 2 {
+		t.Fatalf("after a command: want the command alone, in 2 exchanges: %s", res)
+	}
+
 	res = r.run("sd1", role(orchdemoUnit("v2"), "b\n", "stopped", "False", "reload"), false)
 	if res.err != nil || res.rep.Summary.TasksChanged != 1 || show("ActiveState") != "inactive" || show("UnitFileState") != "disabled" {
 		t.Fatalf("stop and disable: %s; %s %s", res, show("ActiveState"), show("UnitFileState"))
