@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/orch-dev/orch/modules"
+	"github.com/orch-dev/orch/modules/internal/facttest"
 )
 
 // checkFixture is one decision, pyinfra style: the arguments and the
@@ -97,7 +98,7 @@ func TestCheckFixtures(t *testing.T) {
 				if !ok {
 					t.Fatalf("the task reads %s, but the fixture names no %s facts", k.StateKey(), k.Fact)
 				}
-				_, vals := loadFactFixture(t, k.Fact, name)
+				_, vals := facttest.Load(t, k.Fact, name)
 				if v, ok := vals[k.Key]; ok { // else Check says what is missing
 					req.Facts[k] = v
 				}

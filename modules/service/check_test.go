@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/orch-dev/orch/modules"
+	"github.com/orch-dev/orch/modules/internal/facttest"
 )
 
 // checkFixture is one decision, pyinfra style: the arguments and the
@@ -79,7 +80,7 @@ func TestCheckFixtures(t *testing.T) {
 				t.Fatal(err)
 			}
 			req := modules.CheckRequest{Facts: map[modules.FactKey]any{initKey: fx.InitSystem}}
-			_, vals := loadFactFixture(t, FactName, fx.Facts)
+			_, vals := facttest.Load(t, FactName, fx.Facts)
 			if v, ok := vals[s.Name]; ok {
 				req.Facts[Key(s.Name)] = v
 			}
