@@ -12,4 +12,6 @@ import (
 	_ "github.com/orch-dev/orch/modules/haproxy"
 	_ "github.com/orch-dev/orch/modules/linode"
 	_ "github.com/orch-dev/orch/modules/nginx"
+	_ "github.com/orch-dev/orch/modules/pkg"
+	_ "github.com/orch-dev/orch/modules/service"
 )

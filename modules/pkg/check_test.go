@@ -1,0 +1,136 @@
+package pkg
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/orch-dev/orch/modules"
+	"github.com/orch-dev/orch/modules/internal/facttest"
+)
+
+// checkFixture is one decision, pyinfra style: the arguments and the
+// recorded facts (fact fixtures by name) in, the commands out.
+type checkFixture struct {
+	About      string            `json:"about"`
+	Args       fixtureArgs       `json:"args"`
+	PkgManager string            `json:"pkg_manager"`
+	Facts      map[string]string `json:"facts"` // fact name -> fixture name under testdata/facts/FACT
+	Changed    bool              `json:"changed"`
+	Reason     string            `json:"reason"`
+	Commands   []string          `json:"commands,omitempty"` // the apply snippet's lines, without the helper function
+	Err        string            `json:"err,omitempty"`
+}
+
+type fixtureArgs struct {
+	Names       []string `json:"names"`
+	State       string   `json:"state,omitempty"`
+	UpdateCache bool     `json:"update_cache,omitempty"`
+	CacheMaxAge string   `json:"cache_max_age,omitempty"`
+	Jail        string   `json:"jail,omitempty"`
+	LockTimeout string   `json:"lock_timeout,omitempty"`
+}
+
+func (a fixtureArgs) task(t *testing.T) *Pkg {
+	t.Helper()
+	p := &Pkg{Names: a.Names, State: a.State, UpdateCache: a.UpdateCache, Jail: a.Jail, CacheMaxAge: time.Hour, LockTimeout: time.Minute}
+	if p.State == "" {
+		p.State = "present"
+	}
+	for s, d := range map[string]*time.Duration{a.CacheMaxAge: &p.CacheMaxAge, a.LockTimeout: &p.LockTimeout} {
+		if s != "" {
+			v, err := time.ParseDuration(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			*d = v
+		}
+	}
+	if err := p.Validate(nil); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// commandLines are an apply snippet's lines without the helper function
+// every snippet defines (tested live, and by the lab tests' failures).
+func commandLines(apply string) []string {
+	for _, helper := range []string{aptHelper, freebsdHelper} {
+		apply = strings.Replace(apply, helper, "", 1)
+	}
+	if apply == "" {
+		return nil
+	}
+	return strings.Split(strings.TrimSuffix(apply, "\n"), "\n")
+}
+
+// TestCheckFixtures decides every fixture's task from its recorded facts
+// and compares the decision and the commands, for both backends, on the
+// change and the no-change paths.
+func TestCheckFixtures(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join("testdata", "check", "*.json"))
+	if len(files) == 0 {
+		t.Fatal("no fixtures")
+	}
+	seen := map[string]map[bool]bool{}
+	for _, file := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(file), ".json"), func(t *testing.T) {
+			var fx checkFixture
+			b, err := os.ReadFile(file)
+			if err == nil {
+				err = json.Unmarshal(b, &fx)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := fx.Args.task(t)
+			req := modules.CheckRequest{Facts: map[modules.FactKey]any{}}
+			for _, k := range p.Facts() {
+				if k == managerKey {
+					req.Facts[k] = fx.PkgManager
+					continue
+				}
+				name, ok := fx.Facts[k.Fact]
+				if !ok {
+					t.Fatalf("the task reads %s, but the fixture names no %s facts", k.StateKey(), k.Fact)
+				}
+				_, vals := facttest.Load(t, k.Fact, name)
+				if v, ok := vals[k.Key]; ok { // else Check says what is missing
+					req.Facts[k] = v
+				}
+			}
+			var resp modules.CheckResponse
+			p.Check(req, &resp)
+			got := fx
+			got.Changed, got.Reason, got.Commands, got.Err = resp.Changed, resp.Reason, commandLines(resp.Apply), ""
+			if resp.Err != nil {
+				got.Err = resp.Err.Error()
+			}
+			if os.Getenv("ORCH_FIXTURE_REPARSE") != "" { // a tool: review the diff
+				b, _ := json.MarshalIndent(got, "", "  ")
+				os.WriteFile(file, append(b, '\n'), 0o644)
+				return
+			}
+			if got.Changed != fx.Changed || got.Reason != fx.Reason || got.Err != fx.Err || !slices.Equal(got.Commands, fx.Commands) {
+				g, _ := json.MarshalIndent(got, "", "  ")
+				t.Errorf("decided\n%s", g)
+			}
+			if resp.Err == nil && resp.Changed != (resp.Apply != "") {
+				t.Errorf("changed=%v with apply %q", resp.Changed, resp.Apply)
+			}
+			if seen[fx.PkgManager] == nil {
+				seen[fx.PkgManager] = map[bool]bool{}
+			}
+			seen[fx.PkgManager][resp.Changed] = true
+		})
+	}
+	for _, m := range []string{"apt", "pkg"} {
+		if !seen[m][true] || !seen[m][false] {
+			t.Errorf("backend %s: fixtures for the change path %v, the no-change path %v; want both", m, seen[m][true], seen[m][false])
+		}
+	}
+}
