@@ -10,7 +10,7 @@ import (
 	"strings"
 )
 
-//go:embed *.star templates floating-ip
+//go:embed *.star templates floating-ip dns-swap
 var shipped embed.FS
 
 // FS holds the shipped plans and the files they load and read.
