@@ -442,16 +442,29 @@ func sortedKeys(m map[string]string) []string {
 	return out
 }
 
-// reloadHandler tests the live configuration and reloads nginx gracefully.
+// reloadHandler tests the live configuration and reloads nginx gracefully,
+// then waits (up to 10 s) until the workers that ran the old configuration
+// have finished their sessions and exited. So when the handler is done, no
+// request goes to the old servers any more, and a plan may delete them.
 func (u *Upstream) reloadHandler() modules.Handler {
 	c := modules.Quote(u.Conf)
 	script := fmt.Sprintf(`if ! _orch_v=$(nginx -t -q -c %[1]s 2>&1 </dev/null); then printf 'nginx -t failed; not reloading:\n%%s\n' "$_orch_v"; exit 1; fi
+_orch_old=
+if _orch_m=$(pgrep -o -x nginx 2>/dev/null); then _orch_old=$(pgrep -P "$_orch_m" 2>/dev/null); fi
 if ! _orch_v=$(nginx -s reload -c %[1]s 2>&1 </dev/null); then
   case $_orch_v in
-    *'No such file'*|*'invalid PID'*) echo 'nginx is not running: nothing to reload' ;;
+    *'No such file'*|*'invalid PID'*) echo 'nginx is not running: nothing to reload'; _orch_old= ;;
     *) printf '%%s\n' "$_orch_v"; exit 1 ;;
   esac
 fi
+_orch_i=0
+while [ "$_orch_i" -lt 100 ]; do
+  _orch_left=
+  for _orch_p in $_orch_old; do kill -0 "$_orch_p" 2>/dev/null && _orch_left=1; done
+  [ -n "$_orch_left" ] || break
+  sleep 0.1; _orch_i=$((_orch_i + 1))
+done
+if [ -n "$_orch_left" ]; then echo 'old nginx workers still finish their sessions after 10s'; fi
 `, c)
 	return modules.Handler{ID: "service:nginx", Level: 1, Action: "reload nginx", Script: script}
 }
