@@ -37,6 +37,7 @@ type Plan struct {
 	name    string // path of the main file inside Files
 	display string // directory prefix for positions of loaded files
 	progs   map[string]*starlark.Program
+	env     starlark.StringDict // the predeclared names it was compiled with
 	closer  func() error
 }
 
@@ -97,6 +98,7 @@ func load(display string, files fs.FS, name string, closer func() error) (*Plan,
 		name:    name,
 		display: strings.TrimSuffix(display, path.Base(name)),
 		progs:   map[string]*starlark.Program{},
+		env:     predeclared(),
 		closer:  closer,
 	}
 	src, err := fs.ReadFile(files, name)
@@ -147,7 +149,7 @@ func (p *Plan) compile(name string, src []byte, stack []string, errs *Errors) er
 	if _, done := p.progs[name]; done {
 		return nil
 	}
-	f, prog, err := starlark.SourceProgramOptions(fileOptions, p.displayName(name), src, isPredeclared)
+	f, prog, err := starlark.SourceProgramOptions(fileOptions, p.displayName(name), src, p.env.Has)
 	if err != nil {
 		var se syntax.Error
 		if errors.As(err, &se) {
