@@ -45,6 +45,11 @@ type ConvergeOptions struct {
 	Serial  int          // hosts per batch; 0 means all at once
 	MaxFail int          // hosts that may fail or be unreachable before no further batch starts
 	Become  *plan.Become // become for every task; nil leaves it to the tasks and the hosts
+	// PerHost, if set, builds tasks of one host from what the program knows
+	// of it; they follow the tasks given to Converge. It is called once
+	// per host, concurrently, before any host is touched; an error fails
+	// the run there.
+	PerHost func(h *inventory.Host) ([]Task, error)
 	// Files is where src= and template= paths are read; nil means
 	// nowhere (such a task fails before any host is touched).
 	Files fs.FS
@@ -104,7 +109,15 @@ func Converge(ctx context.Context, hosts []*inventory.Host, tasks []Task, opts C
 			env := &modules.Env{Host: h, Files: files, Check: o.Check, Hosts: r, Endpoints: o.Endpoints,
 				Logf:     func(format string, args ...any) { r.Print(h.Name, fmt.Sprintf(format, args...)) },
 				CheckTry: r.CheckTry}
-			return prepareTasks(tasks, env)
+			all := tasks
+			if opts.PerHost != nil {
+				more, err := opts.PerHost(h)
+				if err != nil {
+					return nil, err
+				}
+				all = append(tasks[:len(tasks):len(tasks)], more...)
+			}
+			return prepareTasks(all, env)
 		}}
 	_, err = r.Apply(ctx, req)
 	return r.finish(err)

@@ -92,6 +92,7 @@ func Register(name string, d Dialer) {
 		panic(fmt.Sprintf("conn: duplicate or empty connection %q", name))
 	}
 	dialers[name] = d
+	inventory.RegisterConnection(name)
 }
 
 // Lookup returns the dialer of a connection type; ok is false for a name
