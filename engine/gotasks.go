@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"reflect"
 	"slices"
 	"time"
@@ -66,8 +67,9 @@ type ConvergeOptions struct {
 // cannot be prepared for a host (Report.Touched is false then: no host was
 // contacted), more hosts failed or unreachable than MaxFail allows
 // (wrapping ErrTooManyFailures), the cause of ctx's end, or a setup failure
-// before anything ran: duplicate host names, a bad Limit, a *LockedError,
-// a journal that cannot be written.
+// before anything ran: a host given twice or that the inventory refuses, a
+// bad Limit, a *LockedError, a journal that cannot be written. The hosts
+// given are not changed; many Converge calls may share them.
 func Converge(ctx context.Context, hosts []*inventory.Host, tasks []Task, opts ConvergeOptions) (*Report, error) {
 	ctx, cancel := withRunTimeout(ctx, opts.Timeout)
 	defer cancel()
@@ -78,7 +80,12 @@ func Converge(ctx context.Context, hosts []*inventory.Host, tasks []Task, opts C
 	inv := inventory.New()
 	names := make([]string, 0, len(hosts))
 	for _, h := range hosts {
-		if err := inv.Add(h); err != nil {
+		if _, dup := inv.Host(h.Name); dup {
+			return &Report{}, fmt.Errorf("converge: host %q given twice", h.Name)
+		}
+		c := *h // the caller's hosts stay as they are (Add resolves in place)
+		c.Groups, c.Vars = slices.Clone(h.Groups), maps.Clone(h.Vars)
+		if err := inv.Add(&c); err != nil {
 			return &Report{}, fmt.Errorf("converge: %w", err)
 		}
 		names = append(names, h.Name)

@@ -66,7 +66,9 @@ var _ conn.Conn = (*Conn)(nil)
 const maxArg = 100 << 10
 
 // Dial connects to the engine and checks that container (a name or an ID)
-// exists and is running.
+// exists and is running. The error names the container: a malformed
+// Options.Host, an engine that cannot be reached, or a container that is
+// missing or stopped.
 func Dial(ctx context.Context, container string, opts Options) (*Conn, error) {
 	host := opts.Host
 	if host == "" {
