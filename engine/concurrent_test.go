@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,6 +11,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/orch-dev/orch/engine/conn"
+	"github.com/orch-dev/orch/engine/conn/sshconn"
 	"github.com/orch-dev/orch/inventory"
 	"github.com/orch-dev/orch/plan"
 	"github.com/orch-dev/orch/testkit/sshdtest"
@@ -131,5 +134,82 @@ func TestConcurrentRuns(t *testing.T) {
 	}
 	if len(ids) != 2 {
 		t.Errorf("the runs share a run ID: %v", ids)
+	}
+}
+
+// jumpDials counts, by run (the first letter of the host name), the TCP
+// connections the "counted-ssh" connection opens: with a ProxyJump, those
+// are the connections to the jump host.
+var jumpDials = struct {
+	sync.Mutex
+	byRun map[string]int
+}{byRun: map[string]int{}}
+
+func init() {
+	conn.Register("counted-ssh", func(ctx context.Context, req conn.DialRequest) (conn.Conn, error) {
+		cfg := sshconn.ConfigFor(req)
+		run := req.Host.Name[:1]
+		cfg.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			jumpDials.Lock()
+			jumpDials.byRun[run]++
+			jumpDials.Unlock()
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		}
+		return sshconn.Dial(ctx, cfg)
+	})
+}
+
+// TestRunsShareTheirJumpHostConnectionOnly: the hosts of one run behind
+// one bastion share one connection to it, and two runs at once, with the
+// same trust settings, each make their own.
+func TestRunsShareTheirJumpHostConnectionOnly(t *testing.T) {
+	fleet := sshdtest.Start(t, 5, sshdtest.Options{})
+	bastion := fleet.Hosts[0]
+	jumpDials.Lock()
+	clear(jumpDials.byRun)
+	jumpDials.Unlock()
+	p, err := plan.Load("testdata/site.star")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	dir, state := t.TempDir(), t.TempDir() // one state dir: the same trust for both runs
+	var wg sync.WaitGroup
+	reps := map[string]*Report{}
+	var mu sync.Mutex
+	for i, run := range []string{"a", "b"} {
+		inv := inventory.New()
+		for _, h := range fleet.Hosts[1+2*i : 3+2*i] {
+			name := run + "-" + h.Name
+			err := inv.Add(&inventory.Host{Name: name, Address: h.IP, Port: h.Port, User: fleet.User, Key: fleet.ClientKey, Connection: "counted-ssh",
+				Vars: map[string]any{"root": filepath.Join(dir, name), "ansible_ssh_common_args": fmt.Sprintf("-J %s@%s:%d", fleet.User, bastion.IP, bastion.Port)}})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		opts := Options{StateDir: state, Inventories: []string{run},
+			SSH: SSHOptions{KnownHosts: []string{fleet.KnownHosts}, HostKeyCheck: "strict", NoSSHConfig: true}}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rep, err := Run(context.Background(), p, inv, opts)
+			if err != nil {
+				t.Errorf("run %s: %v", run, err)
+			}
+			mu.Lock()
+			reps[run] = rep
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	for run, rep := range reps {
+		if rep.Summary.Changed != 2 {
+			t.Errorf("run %s: %+v", run, rep.Summary)
+		}
+	}
+	jumpDials.Lock()
+	defer jumpDials.Unlock()
+	if a, b := jumpDials.byRun["a"], jumpDials.byRun["b"]; a != 1 || b != 1 {
+		t.Errorf("connections to the bastion: run a %d, run b %d; want one each", a, b)
 	}
 }

@@ -21,8 +21,11 @@ import (
 
 // Options configure a run. The zero value changes hosts (no check mode),
 // journals under DefaultStateDir and connects with the default SSH
-// settings. Nothing in the engine reads flags or environment variables:
-// every setting is here, and cmd/orch fills them in.
+// settings. The engine reads no flags and no environment variables: every
+// setting is here, and cmd/orch fills them in. (The ssh connection still
+// reads what OpenSSH reads unless told otherwise: ~/.ssh/config unless
+// SSH.NoSSHConfig, the agent at $SSH_AUTH_SOCK, ~/.ssh/known_hosts when
+// SSH.KnownHosts is empty.)
 type Options struct {
 	Check bool              // change nothing; report what would change
 	Diff  bool              // include diffs in task events
@@ -30,10 +33,14 @@ type Options struct {
 	Limit string            // host pattern every apply is restricted to
 	Args  map[string]string // -e k=v, as ctx.args
 
-	StateDir    string   // journal and locks; "" means DefaultStateDir
-	Inventories []string // inventory sources, for the journal and the run lock
-	Resume      string   // run ID whose completed steps are skipped
-	RunID       string   // "" means a new ID
+	StateDir string // journal and locks; "" means DefaultStateDir
+	// Inventories name the inventory's sources, for the journal and the
+	// run lock: runs of one plan with the same Inventories and StateDir
+	// exclude each other (*LockedError). Name an inventory built in code
+	// here when such runs may overlap.
+	Inventories []string
+	Resume      string // run ID whose completed steps are skipped
+	RunID       string // "" means a new ID
 
 	// Event is the webhook delivery that started the run (orch serve),
 	// which the plan sees as ctx.event.
@@ -99,7 +106,8 @@ type HostReport struct {
 //
 // Hosts that fail or cannot be reached are in the report (Status Failed,
 // Unreachable) and fail the run only when an apply allows fewer failures.
-// Runs share no state: many may run at once in one process.
+// Runs share no state beyond their StateDir: many may run at once in one
+// process.
 func Run(ctx context.Context, p *plan.Plan, inv *inventory.Inventory, opts Options) (*Report, error) {
 	ctx, cancel := withRunTimeout(ctx, opts.Timeout)
 	defer cancel()
