@@ -262,22 +262,39 @@ func (c *Conn) exec(ctx context.Context, script string, stdin io.Reader) (conn.R
 	if err := sess.Start(command); err != nil {
 		return conn.Result{}, c.lost(err)
 	}
+	copied := make(chan struct{})
 	go func() {
+		defer close(copied)
 		io.Copy(feed, input)
 		if !hold {
 			feed.Close()
 		}
 	}()
+	// closeFeed ends the script's stdin once the copy is done, never while
+	// it writes; a copy still under way (a caller's stdin that never ends)
+	// ends with the session instead.
+	closeFeed := func() {
+		select {
+		case <-copied:
+			feed.Close()
+		default:
+		}
+	}
 	waited := make(chan error, 1)
 	go func() { waited <- sess.Wait() }()
 	select {
 	case err = <-waited:
-		feed.Close()
+		closeFeed()
 	case <-ctx.Done():
-		// Closing stdin tells the script's watchdog to end its process
-		// group; the signal and the closed session end the shell itself.
-		feed.Close()
-		sess.Signal(ssh.SIGKILL)
+		// Closing stdin (and the session) tells the script's watchdog to
+		// end its process group, its shell included; a signal that killed
+		// the shell first would make the watchdog leave the group running.
+		// A script fed from the caller's stdin has no watchdog: the signal
+		// ends its shell.
+		closeFeed()
+		if !hold {
+			sess.Signal(ssh.SIGKILL)
+		}
 		sess.Close()
 		// Not waiting for Wait: a caller's stdin that never ends would block it.
 		return conn.Result{ExitCode: -1}, ctx.Err()

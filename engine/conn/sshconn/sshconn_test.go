@@ -616,3 +616,46 @@ func TestHostKeyOtherTypeKnown(t *testing.T) {
 	}
 	t.Log(err)
 }
+
+// TestExecCancelEndsRemoteProcesses: a cancelled Exec leaves nothing
+// running on the host (the sshd here runs on this machine, so /proc shows
+// its sessions' processes).
+func TestExecCancelEndsRemoteProcesses(t *testing.T) {
+	f := sshdtest.Start(t, 1, sshdtest.Options{})
+	c := dial(t, config(f, f.Hosts[0]))
+	started := filepath.Join(t.TempDir(), "started")
+	nap := fmt.Sprintf("30.%d", os.Getpid()) // a sleep argument unique to this test
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		for range 1000 {
+			if _, err := os.Stat(started); err == nil {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		cancel()
+	}()
+	if _, err := c.Exec(ctx, "touch "+started+"; sleep "+nap, nil); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v", err)
+	}
+	for range 300 { // the watchdog ends them after the session: TERM, then KILL after 2s
+		if !sleeping(nap) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if sleeping(nap) {
+		t.Error("the cancelled script's sleep still runs")
+	}
+	run(t, c, "true", nil)
+}
+
+func sleeping(nap string) bool {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, f := range procs {
+		if b, _ := os.ReadFile(f); string(b) == "sleep\x00"+nap+"\x00" {
+			return true
+		}
+	}
+	return false
+}
