@@ -10,30 +10,22 @@ import (
 
 func TestDeployTwice(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "site")
+	changes := `plan site.star:
+  changed  file site
+  changed  file index.html
+  localhost: changed, 2 of 2 tasks changed
+  hosts=1 changed=1 failed=0 unreachable=0 tasks_changed=2
+converge RELEASE:
+  changed  file RELEASE
+  localhost: changed, 1 of 1 tasks changed
+  hosts=1 changed=1 failed=0 unreachable=0 tasks_changed=1
+` // in check mode, what would change
 	for _, c := range []struct {
 		check bool
 		want  string
 	}{
-		{true, `plan site.star:
-  changed  file site
-  changed  file index.html
-  localhost: changed, 2 of 2 tasks changed
-  hosts=1 changed=1 failed=0 unreachable=0 tasks_changed=2
-converge RELEASE:
-  changed  file RELEASE
-  localhost: changed, 1 of 1 tasks changed
-  hosts=1 changed=1 failed=0 unreachable=0 tasks_changed=1
-`},
-		{false, `plan site.star:
-  changed  file site
-  changed  file index.html
-  localhost: changed, 2 of 2 tasks changed
-  hosts=1 changed=1 failed=0 unreachable=0 tasks_changed=2
-converge RELEASE:
-  changed  file RELEASE
-  localhost: changed, 1 of 1 tasks changed
-  hosts=1 changed=1 failed=0 unreachable=0 tasks_changed=1
-`},
+		{true, changes},
+		{false, changes},
 		{false, `plan site.star:
   localhost: ok, 0 of 2 tasks changed
   hosts=1 changed=0 failed=0 unreachable=0 tasks_changed=0

@@ -5,12 +5,13 @@ import (
 	"go/parser"
 	"go/token"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/orch-dev/orch/testkit/fixture"
 )
 
 const modulePath = "github.com/orch-dev/orch"
@@ -208,7 +209,7 @@ var fileSets = map[*ast.File]*token.FileSet{}
 // keep says to, by path relative to the module root.
 func sources(t *testing.T, keep func(rel string, f *ast.File) bool) map[string]*ast.File {
 	t.Helper()
-	root := moduleRoot(t)
+	root := filepath.Dir(fixture.Root(t)) // the module root holds testdata/
 	out := map[string]*ast.File{}
 	fset := token.NewFileSet()
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -240,74 +241,4 @@ func sources(t *testing.T, keep func(rel string, f *ast.File) bool) map[string]*
 		t.Fatal(err)
 	}
 	return out
-}
-
-func moduleRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the test")
-		}
-		dir = parent
-	}
-}
-
-// TestForbiddenUsesFindsThem checks the scanner on a file that does
-// everything wrong, and on one whose look-alikes are harmless.
-func TestForbiddenUsesFindsThem(t *testing.T) {
-	parse := func(src string) *ast.File {
-		fset := token.NewFileSet()
-		f, err := parser.ParseFile(fset, "x.go", src, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fileSets[f] = fset
-		return f
-	}
-	bad := parse(`package x
-import (
-	"fmt"
-	"log"
-	myos "os"
-)
-func f() {
-	fmt.Println("hi")
-	log.Printf("x")
-	_ = myos.Getenv("HOME")
-	myos.Setenv("A", "b")
-	fmt.Fprintln(myos.Stderr, "x")
-	println("x")
-	myos.Exit(1)
-}`)
-	var got []string
-	for _, u := range forbiddenUses(bad) {
-		got = append(got, u.name)
-	}
-	want := []string{"fmt.Println", "log.Printf", "myos.Getenv", "myos.Setenv", "myos.Stderr", "println", "myos.Exit"}
-	if !slices.Equal(got, want) {
-		t.Errorf("found %v, want %v", got, want)
-	}
-	fine := parse(`package x
-import (
-	"fmt"
-	"os"
-)
-func f(w interface{ Print(string) }) error {
-	log := w
-	log.Print("to the caller's writer")
-	_ = fmt.Sprintf("x")
-	_, err := os.ReadFile("x")
-	return err
-}`)
-	if uses := forbiddenUses(fine); len(uses) != 0 {
-		t.Errorf("harmless code flagged: %v", uses)
-	}
 }
