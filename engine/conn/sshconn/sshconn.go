@@ -286,15 +286,10 @@ func (c *Conn) exec(ctx context.Context, script string, stdin io.Reader) (conn.R
 	case err = <-waited:
 		closeFeed()
 	case <-ctx.Done():
-		// Closing stdin (and the session) tells the script's watchdog to
-		// end its process group, its shell included; a signal that killed
-		// the shell first would make the watchdog leave the group running.
-		// A script fed from the caller's stdin has no watchdog: the signal
-		// ends its shell.
+		// Closing stdin tells the script's watchdog to end its process
+		// group; the signal and the closed session end the shell itself.
 		closeFeed()
-		if !hold {
-			sess.Signal(ssh.SIGKILL)
-		}
+		sess.Signal(ssh.SIGKILL)
 		sess.Close()
 		// Not waiting for Wait: a caller's stdin that never ends would block it.
 		return conn.Result{ExitCode: -1}, ctx.Err()
