@@ -9,6 +9,9 @@ import (
 
 	"github.com/orch-dev/orch/inventory"
 	"github.com/orch-dev/orch/lab/cloud/cloudtest"
+	"github.com/orch-dev/orch/modules"
+	"github.com/orch-dev/orch/modules/digitalocean"
+	"github.com/orch-dev/orch/modules/linode"
 )
 
 // These tests drive the Starlark cloud modules through the lab cloud's
@@ -29,13 +32,14 @@ def main(ctx):
     print("left", [h.name for h in linode.instances()])
 `
 
-func cloudEnv(t *testing.T) *cloudtest.Lab {
+// cloudEnv starts a lab cloud and returns it with the endpoints a run
+// reaches it with.
+func cloudEnv(t *testing.T) (*cloudtest.Lab, map[string]modules.Endpoint) {
 	lab := cloudtest.Start(t, cloudtest.NewMachines())
-	t.Setenv("LINODE_URL", lab.URL)
-	t.Setenv("LINODE_TOKEN", lab.Tokens.Linode)
-	t.Setenv("DIGITALOCEAN_URL", lab.URL)
-	t.Setenv("DIGITALOCEAN_TOKEN", lab.Tokens.DigitalOcean)
-	return lab
+	return lab, map[string]modules.Endpoint{
+		linode.Provider:       {URL: lab.URL, Token: lab.Tokens.Linode},
+		digitalocean.Provider: {URL: lab.URL, Token: lab.Tokens.DigitalOcean},
+	}
 }
 
 func prints(rec *recorder) string {
@@ -49,9 +53,9 @@ func prints(rec *recorder) string {
 }
 
 func TestLinodeModulesInPlans(t *testing.T) {
-	lab := cloudEnv(t)
+	lab, endpoints := cloudEnv(t)
 	state := t.TempDir()
-	_, rec, err := runPlan(t, writeFile(t, "plan.star", linodePlan), inventory.New(), Options{StateDir: state})
+	_, rec, err := runPlan(t, writeFile(t, "plan.star", linodePlan), inventory.New(), Options{StateDir: state, Endpoints: endpoints})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +86,7 @@ left ["ns1"]`
 }
 
 func TestCloudCheckModeCreatesNothing(t *testing.T) {
-	lab := cloudEnv(t)
+	lab, endpoints := cloudEnv(t)
 	plan := writeFile(t, "plan.star", `
 def main(ctx):
     made = linode.create(labels = ["web1"], region = "lab", type = "g6-nanode-1", image = "linode/debian12", tags = ["web"])
@@ -93,7 +97,7 @@ def main(ctx):
     linode.delete(made)
     print("renamed", renamed.name)
 `)
-	rep, rec, err := runPlan(t, plan, inventory.New(), Options{Check: true})
+	rep, rec, err := runPlan(t, plan, inventory.New(), Options{Check: true, Endpoints: endpoints})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,14 +127,14 @@ def main(ctx):
 // deletes the one it made before the plan's undos run, so the undo of the
 // step before it sees the world as it left it.
 func TestPartlyFailedCreateCleansUp(t *testing.T) {
-	lab := cloudEnv(t)
+	lab, endpoints := cloudEnv(t)
 	lab.Machines.StartErr, lab.Machines.FailName = fmt.Errorf("no capacity in this region"), "ns2-next"
 	plan := writeFile(t, "plan.star", `
 def main(ctx):
     ctx.step("before", lambda: print("before"), undo = lambda: print("undo before, left:", [h.name for h in linode.instances()]))
     ctx.step("create", lambda: linode.create(labels = ["ns1-next", "ns2-next"], region = "lab", type = "g6-nanode-1", image = "linode/debian12"))
 `)
-	_, rec, err := runPlan(t, plan, inventory.New(), Options{})
+	_, rec, err := runPlan(t, plan, inventory.New(), Options{Endpoints: endpoints})
 	if err == nil || !strings.Contains(err.Error(), "deleted the machines it had made: ns1-next") {
 		t.Fatalf("err = %v", err)
 	}
@@ -143,7 +147,7 @@ def main(ctx):
 }
 
 func TestDigitalOceanFloatingIPSwap(t *testing.T) {
-	lab := cloudEnv(t)
+	lab, endpoints := cloudEnv(t)
 	ip := lab.Machines.ReservedIPs()[0]
 	plan := writeFile(t, "plan.star", `
 def main(ctx):
@@ -153,7 +157,7 @@ def main(ctx):
     digitalocean.delete([blue])
     print([h.name for h in digitalocean.droplets(tag = "web")])
 `)
-	_, rec, err := runPlan(t, plan, inventory.New(), Options{Args: map[string]string{"ip": ip}})
+	_, rec, err := runPlan(t, plan, inventory.New(), Options{Args: map[string]string{"ip": ip}, Endpoints: endpoints})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,13 +171,13 @@ def main(ctx):
 }
 
 func TestCloudTokenNeverPrinted(t *testing.T) {
-	cloudEnv(t)
-	t.Setenv("LINODE_TOKEN", "s3cr3t-token-value")
+	_, endpoints := cloudEnv(t)
+	endpoints[linode.Provider] = modules.Endpoint{URL: endpoints[linode.Provider].URL, Token: "s3cr3t-token-value"}
 	plan := writeFile(t, "plan.star", `
 def main(ctx):
     linode.create(labels = ["x"], region = "lab", type = "t", image = "i")
 `)
-	_, rec, err := runPlan(t, plan, inventory.New(), Options{})
+	_, rec, err := runPlan(t, plan, inventory.New(), Options{Endpoints: endpoints})
 	if err == nil {
 		t.Fatal("a wrong token was accepted")
 	}

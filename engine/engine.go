@@ -19,8 +19,13 @@ import (
 	"github.com/orch-dev/orch/plan"
 )
 
-// Options configure a run. The zero value checks nothing, journals under
-// .orch and connects with the default SSH settings.
+// Options configure a run. The zero value changes hosts (no check mode),
+// journals under DefaultStateDir and connects with the default SSH
+// settings. The engine reads no flags and no environment variables: every
+// setting is here, and cmd/orch fills them in. (The ssh connection still
+// reads what OpenSSH reads unless told otherwise: ~/.ssh/config unless
+// SSH.NoSSHConfig, the agent at $SSH_AUTH_SOCK, ~/.ssh/known_hosts when
+// SSH.KnownHosts is empty.)
 type Options struct {
 	Check bool              // change nothing; report what would change
 	Diff  bool              // include diffs in task events
@@ -28,19 +33,31 @@ type Options struct {
 	Limit string            // host pattern every apply is restricted to
 	Args  map[string]string // -e k=v, as ctx.args
 
-	StateDir    string   // journal and locks; "" means .orch
-	Inventories []string // inventory sources, for the journal and the run lock
-	Resume      string   // run ID whose completed steps are skipped
-	RunID       string   // "" means a new ID
+	StateDir string // journal and locks; "" means DefaultStateDir
+	// Inventories name the inventory's sources, for the journal and the
+	// run lock: runs of one plan with the same Inventories and StateDir
+	// exclude each other (*LockedError). Name an inventory built in code
+	// here when such runs may overlap.
+	Inventories []string
+	Resume      string // run ID whose completed steps are skipped
+	RunID       string // "" means a new ID
 
 	// Event is the webhook delivery that started the run (orch serve),
 	// which the plan sees as ctx.event.
 	Event *plan.Event
 
-	// Dial opens the connection to a host. nil means DefaultDialer(SSH),
-	// which dials by each host's registered connection type.
+	// Dial opens the connection to a host. nil dials by each host's
+	// connection type (ssh when unset), through the dialers registered
+	// with conn.Register. An error that is not a *conn.UnreachableError
+	// is wrapped in one.
 	Dial func(ctx context.Context, h *inventory.Host) (conn.Conn, error)
 	SSH  SSHOptions
+	// DockerHost is the Docker Engine the docker connection talks to;
+	// "" means unix:///var/run/docker.sock.
+	DockerHost string
+	// Endpoints are the APIs controller-side modules call, by provider
+	// (linode.Provider, digitalocean.Provider), as modules.Env.Endpoints.
+	Endpoints map[string]modules.Endpoint
 
 	// BecomePassword is the sudo password for tasks that become another
 	// user; "" means sudo must not ask for one. It never reaches events or
@@ -52,7 +69,9 @@ type Options struct {
 	// Timeout bounds the whole run; 0 means none.
 	Timeout time.Duration
 
-	// OnEvent receives every event in order. Calls never overlap.
+	// OnEvent receives every event in order, from the run's goroutines;
+	// calls never overlap, and the run waits for each to return. nil drops
+	// them (the journal keeps them).
 	OnEvent func(Event)
 }
 
@@ -76,22 +95,42 @@ type HostReport struct {
 	Err          string // the first failure, if any
 }
 
-// Run executes plan against inv. It returns the report even when the run
-// fails; the error is the plan's failure (a failed apply, a failed step, a
-// Starlark error), or a setup failure such as a held lock.
+// Run executes plan against inv; inv may be nil (no hosts), and Run adds
+// the hosts the plan creates to it. Run returns a non-nil report even when
+// it fails. The error is the plan's failure: a *plan.Error or plan.Errors,
+// a *plan.RuntimeError, a failed apply (wrapping ErrTooManyFailures), a
+// failed step, or the cause of ctx's end. Before anything ran it can also
+// be a setup failure: a *LockedError (another run holds the plan's lock),
+// a bad Limit, or a journal that cannot be written. Report.Touched tells
+// whether anything was done before the error.
+//
+// Hosts that fail or cannot be reached are in the report (Status Failed,
+// Unreachable) and fail the run only when an apply allows fewer failures.
+// Runs share no state beyond their StateDir: many may run at once in one
+// process.
 func Run(ctx context.Context, p *plan.Plan, inv *inventory.Inventory, opts Options) (*Report, error) {
-	if opts.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, opts.Timeout, fmt.Errorf("the run took longer than its timeout of %s", opts.Timeout))
-		defer cancel()
-	}
+	ctx, cancel := withRunTimeout(ctx, opts.Timeout)
+	defer cancel()
 	r, err := newRun(p, inv, opts)
 	if err != nil {
 		return &Report{}, err
 	}
-	defer r.pool.close()
 	r.emit(Event{Event: "run_start", RunID: r.id, Plan: p.Path, Check: opts.Check})
-	err = p.Run(ctx, r, plan.RunOptions{Check: opts.Check, Args: opts.Args, Vars: allVars(inv), RunID: r.id, Event: opts.Event})
+	err = p.Run(ctx, r, plan.RunOptions{Check: opts.Check, Args: opts.Args, Vars: allVars(inv), RunID: r.id, Event: opts.Event, Endpoints: opts.Endpoints})
+	return r.finish(err)
+}
+
+func withRunTimeout(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
+	if timeout <= 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeoutCause(ctx, timeout, fmt.Errorf("the run took longer than its timeout of %s", timeout))
+}
+
+// finish ends a run that started: it closes the connections, emits the
+// summary, closes the journal and returns the report with the run's error.
+func (r *run) finish(err error) (*Report, error) {
+	defer r.pool.close()
 	if err == nil {
 		err = r.journalErr()
 	}
@@ -112,14 +151,15 @@ func allVars(inv *inventory.Inventory) map[string]any {
 
 // run is the state of one run; it implements plan.Runner.
 type run struct {
-	id    string
-	plan  *plan.Plan
-	inv   *inventory.Inventory
-	opts  Options
-	start time.Time
-	pool  *pool
-	forks chan struct{}
-	j     *journal
+	id     string
+	plan   *plan.Plan
+	inv    *inventory.Inventory
+	opts   Options
+	start  time.Time
+	pool   *pool
+	shared conn.Shared // what the run's connections share (jump hosts)
+	forks  chan struct{}
+	j      *journal
 
 	mu      sync.Mutex // guards the fields below and orders events
 	hosts   map[string]*HostReport
@@ -164,7 +204,7 @@ func newRun(p *plan.Plan, inv *inventory.Inventory, opts Options) (*run, error) 
 	r.j, r.id = j, j.id
 	dial := opts.Dial
 	if dial == nil {
-		dial = DefaultDialer(opts.SSH, j.pinnedKeysFile(), r.warn, r.parent)
+		dial = r.dialHost
 	}
 	r.pool = newPool(dial)
 	return r, nil

@@ -57,14 +57,10 @@ type RunRecord struct {
 	Started        time.Time     `json:"started"`
 }
 
-// StateDir is where runs are journaled: $ORCH_STATE, else .orch in the
-// working directory.
-func StateDir() string {
-	if d := os.Getenv("ORCH_STATE"); d != "" {
-		return d
-	}
-	return ".orch"
-}
+// DefaultStateDir is where runs are journaled when Options.StateDir is
+// empty: .orch in the working directory. (cmd/orch uses $ORCH_STATE
+// when it is set.)
+const DefaultStateDir = ".orch"
 
 func newRunID() string {
 	var b [3]byte
@@ -75,7 +71,7 @@ func newRunID() string {
 func openJournal(p *plan.Plan, opts Options) (*journal, error) {
 	state := opts.StateDir
 	if state == "" {
-		state = StateDir()
+		state = DefaultStateDir
 	}
 	id := opts.RunID
 	if id == "" {
@@ -125,10 +121,12 @@ func openJournal(p *plan.Plan, opts Options) (*journal, error) {
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
-// ReadRunRecord reads run.json of an earlier run, for `orch resume`.
+// ReadRunRecord reads run.json of an earlier run, for `orch resume`;
+// stateDir "" means DefaultStateDir. The error names a run that does
+// not exist.
 func ReadRunRecord(stateDir, id string) (RunRecord, error) {
 	if stateDir == "" {
-		stateDir = StateDir()
+		stateDir = DefaultStateDir
 	}
 	var rec RunRecord
 	b, err := os.ReadFile(filepath.Join(stateDir, "runs", id, "run.json"))

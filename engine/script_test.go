@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"os/exec"
 	"strings"
 	"testing"
@@ -9,17 +10,17 @@ import (
 	"github.com/orch-dev/orch/modules"
 )
 
-// runScript runs a script the way connections do: on sh's standard input,
-// in GroupScript's group.
+// runScript runs a script as connections do, through the local one: on
+// sh's standard input, in GroupScript's group, with that input held open
+// until the script exits (its watchdog takes a closed input for a lost
+// session and ends the script's process group).
 func runScript(t *testing.T, s *script) map[sectionID]*section {
 	t.Helper()
-	cmd := exec.Command("/bin/sh")
-	cmd.Stdin = strings.NewReader(conn.GroupScript(s.String()))
-	out, err := cmd.Output()
+	res, err := (&conn.Local{}).Exec(context.Background(), s.String(), nil)
 	if err != nil {
 		t.Fatalf("script failed: %v", err)
 	}
-	got, err := s.parse(out)
+	got, err := s.parse(res.Stdout)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -264,7 +264,10 @@ func (inv *Inventory) Warnings() []string {
 // connection fields, when set, beat any var.
 //
 // Add takes ownership of h and resolves it in place: afterwards h.Groups also
-// lists the ancestor groups and h.Vars holds the inherited group vars.
+// lists the ancestor groups and h.Vars holds the inherited group vars. It
+// fails, leaving inv unchanged, for a host or group name no pattern could
+// select, or connection vars of the wrong type; a host orch cannot connect
+// to (an unknown connection) is added and marked Unusable instead.
 func (inv *Inventory) Add(h *Host) error {
 	if err := checkName("host", h.Name); err != nil {
 		return fmt.Errorf("inventory: add: %w", err)

@@ -34,7 +34,9 @@ type Options struct {
 // .retry, .orig, .bak, ~ and others), then its group_vars/ and host_vars/.
 func Load(path string) (*Inventory, error) { return LoadWith(path, Options{}) }
 
-// LoadWith is Load with options.
+// LoadWith is Load with options. Like Load, it fails on a source that
+// cannot be read or parsed, naming the file and line; what orch merely
+// ignores is in Warnings.
 func LoadWith(path string, o Options) (*Inventory, error) {
 	inv, err := load(path)
 	if err != nil {

@@ -132,7 +132,7 @@ func (inv *Inventory) applyConnVars(h *Host, levels []varSet) error {
 			c, err := normalizeConnection(s)
 			if err != nil {
 				h.Connection = s
-				unusable(key, val, "orch connects with ssh, local, docker or jail only")
+				unusable(key, val, "orch connects with "+connectionNames()+" only")
 				continue
 			}
 			h.Connection = c
@@ -209,7 +209,10 @@ func normalizeConnection(s string) (string, error) {
 	case "jail", "community.general.jail":
 		return "jail", nil
 	}
-	return "", fmt.Errorf("unknown connection %q (want ssh, local, docker or jail)", s)
+	if registeredConnection(s) {
+		return s, nil
+	}
+	return "", fmt.Errorf("unknown connection %q (want %s)", s, connectionNames())
 }
 
 func toString(v any) (string, error) {

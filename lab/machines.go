@@ -424,7 +424,7 @@ func (l *Lab) machine(ctx context.Context, id string) (container, error) {
 // exec runs a script in a lab container and returns its stdout; a non-zero
 // exit is an error carrying stderr.
 func (l *Lab) exec(ctx context.Context, id, script string, privileged bool) ([]byte, error) {
-	c, err := dockerconn.Dial(ctx, id, dockerconn.Options{Privileged: privileged})
+	c, err := dockerconn.Dial(ctx, id, dockerconn.Options{Host: dockercli.Host(), Privileged: privileged})
 	if err != nil {
 		return nil, err
 	}

@@ -15,6 +15,7 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"reflect"
 	"regexp"
 	"sort"
 	"sync"
@@ -46,6 +47,27 @@ type Env struct {
 	// CheckTry reports each try of a controller-side check as it happens
 	// (nil drops them); the engine streams them as "check" events.
 	CheckTry func(CheckTry)
+	// Endpoints are the APIs controller-side modules call, by provider
+	// ("linode", "digitalocean"), from engine.Options.Endpoints. Modules
+	// never read credentials from anywhere else.
+	Endpoints map[string]Endpoint
+}
+
+// Endpoint is where a controller-side module reaches its provider's API,
+// and with which token. cmd/orch fills it from LINODE_TOKEN and
+// LINODE_URL, DIGITALOCEAN_TOKEN and DIGITALOCEAN_URL, or the lab's cloud.
+type Endpoint struct {
+	URL   string // the API's base URL; "" means the provider's public API
+	Token string // the API token; it never appears in output or errors
+}
+
+// Endpoint returns the endpoint of a provider; the zero Endpoint when the
+// run has none (a module then fails asking for a token).
+func (e *Env) Endpoint(provider string) Endpoint {
+	if e == nil {
+		return Endpoint{}
+	}
+	return e.Endpoints[provider]
 }
 
 // CheckTry is one try of a controller-side check against one target.
@@ -69,12 +91,15 @@ type HostRecorder interface {
 var (
 	mu       sync.RWMutex
 	registry = map[string]Info{}
+	byType   = map[reflect.Type]string{} // argument struct type -> module ID
 	facts    = map[string]Fact{}
 	validID  = regexp.MustCompile(`^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?$`)
 )
 
-// Register adds a module. A duplicate or malformed ID, or a New that does not
-// return a Task or Call, is a programming error and panics at start-up.
+// Register adds a module. A duplicate or malformed ID, a New that does not
+// return a Task or Call, or an argument struct another module uses, is a
+// programming error and panics. Modules register in init(); one registered
+// later is seen by the plans loaded after it.
 func Register(info Info) {
 	if !validID.MatchString(info.ID) {
 		panic(fmt.Sprintf("modules: malformed module ID %q", info.ID))
@@ -82,7 +107,8 @@ func Register(info Info) {
 	if info.New == nil {
 		panic(fmt.Sprintf("modules: %s has no New", info.ID))
 	}
-	switch v := info.New(); v.(type) {
+	v := info.New()
+	switch v.(type) {
 	case Task, Call:
 		if _, err := Params(v); err != nil {
 			panic(fmt.Sprintf("modules: %s: %v", info.ID, err))
@@ -95,7 +121,22 @@ func Register(info Info) {
 	if _, dup := registry[info.ID]; dup {
 		panic(fmt.Sprintf("modules: duplicate module ID %q", info.ID))
 	}
+	t := reflect.TypeOf(v)
+	if other, dup := byType[t]; dup {
+		panic(fmt.Sprintf("modules: %s: %s is already the argument struct of %s", info.ID, t, other))
+	}
 	registry[info.ID] = info
+	byType[t] = info.ID
+}
+
+// IDOf returns the ID of the module whose argument struct args is (a
+// pointer, as Info.New returns): "file" for &file.File{}. ok is false when
+// no registered module uses its type.
+func IDOf(args any) (id string, ok bool) {
+	mu.RLock()
+	defer mu.RUnlock()
+	id, ok = byType[reflect.TypeOf(args)]
+	return id, ok
 }
 
 // Lookup returns the module with the given ID.

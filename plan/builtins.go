@@ -3,7 +3,6 @@ package plan
 import (
 	"fmt"
 	"reflect"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -19,16 +18,34 @@ import (
 	"github.com/orch-dev/orch/modules"
 )
 
-// predeclared is the environment every plan file sees: one builtin per
+// predeclared is the environment plan files see: one builtin per
 // registered module (dotted IDs become members of a module value), plus
-// struct and json.
-var predeclared = sync.OnceValue(func() starlark.StringDict {
+// struct and json. It is built again when modules were registered since,
+// so that a module an embedder registers late is seen by the plans loaded
+// after it; each plan keeps the environment it was compiled with.
+func predeclared() starlark.StringDict {
+	all := modules.All()
+	envMu.Lock()
+	defer envMu.Unlock()
+	if env == nil || envModules != len(all) {
+		env, envModules = buildPredeclared(all), len(all)
+	}
+	return env
+}
+
+var (
+	envMu      sync.Mutex
+	env        starlark.StringDict
+	envModules int // how many modules env was built with; the registry only grows
+)
+
+func buildPredeclared(all []modules.Info) starlark.StringDict {
 	env := starlark.StringDict{
 		"struct": starlark.NewBuiltin("struct", starlarkstruct.Make),
 		"json":   json.Module,
 	}
 	groups := map[string]starlark.StringDict{}
-	for _, info := range modules.All() {
+	for _, info := range all {
 		b := moduleBuiltin(info)
 		if group, member, dotted := strings.Cut(info.ID, "."); dotted {
 			if groups[group] == nil {
@@ -47,9 +64,7 @@ var predeclared = sync.OnceValue(func() starlark.StringDict {
 	}
 	env.Freeze()
 	return env
-})
-
-func isPredeclared(name string) bool { return predeclared().Has(name) }
+}
 
 // moduleBuiltin is the one adapter from a module's argument struct to a
 // Starlark builtin. A host task is recorded on the role being evaluated; a
@@ -177,17 +192,10 @@ func becomeArg(v starlark.Value) (*Become, error) {
 
 // fill sets the fields of the argument struct v from Starlark arguments.
 func fill(id string, params []modules.Param, v any, args starlark.Tuple, kwargs []starlark.Tuple) error {
-	rv := reflect.ValueOf(v).Elem()
-	for _, p := range params {
-		if p.Default == "" {
-			continue
-		}
-		def, err := parseDefault(p)
-		if err != nil {
-			return fmt.Errorf("%s: default of %s: %w", id, p.Name, err)
-		}
-		rv.Field(p.Field).Set(def)
+	if err := modules.SetDefaults(v); err != nil {
+		return fmt.Errorf("%s: %w", id, err)
 	}
+	rv := reflect.ValueOf(v).Elem()
 	if len(args) > len(params) {
 		return fmt.Errorf("%s: got %d positional arguments, want at most %d (%s)", id, len(args), len(params), names(params))
 	}
@@ -285,22 +293,6 @@ func editDistance(a, b string) int {
 // nullable reports whether None is a value of its own for the type, rather
 // than "not given".
 func nullable(t reflect.Type) bool { return t.Kind() == reflect.Interface }
-
-func parseDefault(p modules.Param) (reflect.Value, error) {
-	switch p.Type.Kind() {
-	case reflect.String:
-		return reflect.ValueOf(p.Default), nil
-	case reflect.Bool:
-		return reflect.ValueOf(p.Default == "True"), nil
-	case reflect.Int:
-		n, err := strconv.Atoi(p.Default)
-		return reflect.ValueOf(n), err
-	case reflect.Int64: // time.Duration
-		d, err := time.ParseDuration(p.Default)
-		return reflect.ValueOf(d), err
-	}
-	return reflect.Value{}, fmt.Errorf("no default for type %s", p.Type)
-}
 
 // toGo converts a Starlark value to the Go type of an argument field.
 func toGo(v starlark.Value, t reflect.Type) (reflect.Value, error) {

@@ -37,6 +37,7 @@ type Plan struct {
 	name    string // path of the main file inside Files
 	display string // directory prefix for positions of loaded files
 	progs   map[string]*starlark.Program
+	env     starlark.StringDict // the predeclared names it was compiled with
 	closer  func() error
 }
 
@@ -60,8 +61,12 @@ func (es Errors) Error() string {
 	return strings.Join(msgs, "\n")
 }
 
-// Load reads the plan at path. When no such file exists and path names a
-// shipped plan ("dns-swap" or "dns-swap.star"), the shipped one is used.
+// Load reads the plan at path and every file it loads, and checks its
+// module calls against the registry. When no such file exists and path
+// names a shipped plan ("dns-swap" or "dns-swap.star"), the shipped one is
+// used. Problems in the plan come back all at once, with their positions,
+// as plan.Errors (or one *Error for a syntax error or a load cycle); any
+// other error names the file that cannot be read. Close the plan when done.
 func Load(planPath string) (*Plan, error) {
 	if _, err := os.Stat(planPath); err != nil {
 		if shipped, ok := plans.Lookup(planPath); ok {
@@ -90,8 +95,9 @@ func Load(planPath string) (*Plan, error) {
 	return p, err
 }
 
-// LoadFS reads the plan named name inside files; display is how positions
-// name the file.
+// LoadFS reads the plan named name inside files (an embed.FS, an
+// fstest.MapFS, an os.Root's FS); display is how positions name the
+// file. Its errors are Load's.
 func LoadFS(files fs.FS, name, display string) (*Plan, error) {
 	return load(display, files, name, nil)
 }
@@ -103,6 +109,7 @@ func load(display string, files fs.FS, name string, closer func() error) (*Plan,
 		name:    name,
 		display: strings.TrimSuffix(display, path.Base(name)),
 		progs:   map[string]*starlark.Program{},
+		env:     predeclared(),
 		closer:  closer,
 	}
 	src, err := fs.ReadFile(files, name)
@@ -153,7 +160,7 @@ func (p *Plan) compile(name string, src []byte, stack []string, errs *Errors) er
 	if _, done := p.progs[name]; done {
 		return nil
 	}
-	f, prog, err := starlark.SourceProgramOptions(fileOptions, p.displayName(name), src, isPredeclared)
+	f, prog, err := starlark.SourceProgramOptions(fileOptions, p.displayName(name), src, p.env.Has)
 	if err != nil {
 		var se syntax.Error
 		if errors.As(err, &se) {

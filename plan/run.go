@@ -139,6 +139,8 @@ type RunOptions struct {
 	Vars  map[string]any    // inventory vars of "all"
 	RunID string
 	Event *Event // the webhook delivery that started the run; nil outside orch serve
+	// Endpoints are the APIs of controller-side modules (modules.Env.Endpoints).
+	Endpoints map[string]modules.Endpoint
 }
 
 // Event is a webhook delivery, as ctx.event: struct(name, delivery, payload).
@@ -190,7 +192,7 @@ type runState struct {
 func (rs *runState) env(h *inventory.Host) *modules.Env {
 	return &modules.Env{Host: h, Files: rs.plan.Files, Check: rs.opts.Check, Hosts: rs.runner,
 		Logf:     func(format string, args ...any) { rs.runner.Print("", fmt.Sprintf(format, args...)) },
-		CheckTry: rs.runner.CheckTry}
+		CheckTry: rs.runner.CheckTry, Endpoints: rs.opts.Endpoints}
 }
 
 // Run executes the plan's top level and then main(ctx). Guards still
@@ -244,7 +246,7 @@ func (rs *runState) exec(th *starlark.Thread, name string) (starlark.StringDict,
 	rs.mu.Lock()
 	rs.loaded[name] = nil // in progress
 	rs.mu.Unlock()
-	g, err := rs.plan.progs[name].Init(th, predeclared())
+	g, err := rs.plan.progs[name].Init(th, rs.plan.env)
 	if err != nil {
 		return nil, posError(err)
 	}

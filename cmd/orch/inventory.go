@@ -16,6 +16,7 @@ import (
 
 	"github.com/orch-dev/orch/engine"
 	"github.com/orch-dev/orch/inventory"
+	"github.com/orch-dev/orch/modules"
 	"github.com/orch-dev/orch/modules/digitalocean"
 	"github.com/orch-dev/orch/modules/linode"
 )
@@ -295,10 +296,14 @@ var defaultInventories = []string{"inventory.star", "inventory.yaml", "inventory
 
 // dynamicInventories are the -i sources that list cloud machines by tag
 // (`-i linode:web`, `-i digitalocean:` for all), read from the provider's
-// API with the usual token and URL variables.
-var dynamicInventories = map[string]func(context.Context, string) (*inventory.Inventory, error){
-	"linode":       linode.Inventory,
-	"digitalocean": digitalocean.Inventory,
+// API with the usual token and URL variables (cloudEndpoints).
+var dynamicInventories = map[string]func(context.Context, modules.Endpoint, string) (*inventory.Inventory, error){
+	linode.Provider: func(ctx context.Context, ep modules.Endpoint, tag string) (*inventory.Inventory, error) {
+		return linode.Inventory(ctx, linode.Config{Token: ep.Token, URL: ep.URL}, tag)
+	},
+	digitalocean.Provider: func(ctx context.Context, ep modules.Endpoint, tag string) (*inventory.Inventory, error) {
+		return digitalocean.Inventory(ctx, digitalocean.Config{Token: ep.Token, URL: ep.URL}, tag)
+	},
 }
 
 // playbookDir is the folder of a plan file, which plays Ansible's playbook
@@ -334,7 +339,7 @@ func (c *cli) loadInventories(ctx context.Context, paths []string, playbookDir s
 		var one *inventory.Inventory
 		var err error
 		if provider, tag, ok := strings.Cut(p, ":"); ok && dynamicInventories[provider] != nil && !fileExists(p) {
-			one, err = dynamicInventories[provider](ctx, tag)
+			one, err = dynamicInventories[provider](ctx, cloudEndpoints(os.Getenv)[provider], tag)
 			if err != nil {
 				return nil, nil, fmt.Errorf("inventory %s: %w", p, err)
 			}

@@ -170,8 +170,7 @@ func (c *cli) labInventory(ctx context.Context, opts *engine.Options) (*inventor
 	opts.SSH.HostKeyCheck = "strict"
 	opts.SSH.NoSSHConfig = true
 	opts.SSH.IdentityFiles = []string{l.KeyPath()}
-	for k, v := range l.Env() {
-		os.Setenv(k, v)
-	}
+	labEnv := l.Env()
+	opts.Endpoints = cloudEndpoints(func(k string) string { return labEnv[k] })
 	return inv, nil
 }

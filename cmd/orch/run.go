@@ -77,7 +77,8 @@ func (f runFlags) engineOptions() (engine.Options, error) {
 	}
 	return engine.Options{
 		Check: f.check, Diff: f.diff, Forks: f.forks, Limit: f.limit, Args: extra,
-		SSH: engine.SSHOptions{KnownHosts: f.knownHosts, HostKeyCheck: f.hostKeyCheck, ConnectTimeout: f.timeout},
+		SSH:      engine.SSHOptions{KnownHosts: f.knownHosts, HostKeyCheck: f.hostKeyCheck, ConnectTimeout: f.timeout},
+		StateDir: stateDir(), Endpoints: cloudEndpoints(os.Getenv), DockerHost: dockerHost(),
 	}, nil
 }
 
@@ -93,9 +94,9 @@ func (c *cli) resume(ctx context.Context, args []string) (int, error) {
 		return exitUsage, flagError(err)
 	}
 	if len(pos) != 1 {
-		return exitUsage, &usageError{msg: "orch resume takes exactly one run ID", hint: "run IDs are the folder names under " + filepath.Join(engine.StateDir(), "runs")}
+		return exitUsage, &usageError{msg: "orch resume takes exactly one run ID", hint: "run IDs are the folder names under " + filepath.Join(stateDir(), "runs")}
 	}
-	rec, err := engine.ReadRunRecord("", pos[0])
+	rec, err := engine.ReadRunRecord(stateDir(), pos[0])
 	if err != nil {
 		return exitUsage, &usageError{msg: err.Error()}
 	}

@@ -14,7 +14,6 @@ import (
 
 	"github.com/charmbracelet/log"
 
-	"github.com/orch-dev/orch/engine"
 	"github.com/orch-dev/orch/inventory"
 	"github.com/orch-dev/orch/plan"
 	"github.com/orch-dev/orch/serve"
@@ -124,7 +123,7 @@ func deliveriesFile(planPath string, sources []string) string {
 		planPath = abs
 	}
 	sum := sha256.Sum256([]byte(planPath + "\x00" + strings.Join(sources, "\x00")))
-	return filepath.Join(engine.StateDir(), "serve", "deliveries-"+hex.EncodeToString(sum[:8]))
+	return filepath.Join(stateDir(), "serve", "deliveries-"+hex.EncodeToString(sum[:8]))
 }
 
 // logServe prints one webhook log entry as a log line with key=value pairs.

@@ -22,12 +22,46 @@ type Dialer func(ctx context.Context, req DialRequest) (Conn, error)
 type DialRequest struct {
 	Host *inventory.Host
 	SSH  SSHSettings
+	// DockerHost is the Docker Engine the docker connection talks to
+	// (unix:///path or tcp://host:port); "" means its default socket.
+	DockerHost string
 	// Parent returns the connection of another inventory host, dialling it
 	// if needed: the jail connection reaches a jail through its jail host.
 	Parent func(ctx context.Context, host string) (Conn, error)
 	// Warn reports something the user should know; the same message is
 	// shown once per run.
 	Warn func(msg string)
+	// Shared holds what the connections of one run share, such as one
+	// connection to a jump host many hosts are reached through. nil
+	// shares nothing.
+	Shared *Shared
+}
+
+// Shared is state the connections of one run share; the engine makes one
+// per run, so runs share none. A dialer keeps its state under a key of a
+// type of its own. It is safe for concurrent use.
+type Shared struct {
+	mu     sync.Mutex
+	values map[any]any
+}
+
+// Get returns the value under key, made with newValue on first use. On a
+// nil Shared it returns a fresh value every time.
+func (s *Shared) Get(key any, newValue func() any) any {
+	if s == nil {
+		return newValue()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.values[key]
+	if !ok {
+		if s.values == nil {
+			s.values = map[any]any{}
+		}
+		v = newValue()
+		s.values[key] = v
+	}
+	return v
 }
 
 // SSHSettings are the run-wide SSH settings; inventory vars and
@@ -47,8 +81,10 @@ var (
 	dialers   = map[string]Dialer{}
 )
 
-// Register adds a connection type. A duplicate or empty name panics at
-// start-up.
+// Register adds a connection type, which inventory hosts select with
+// their connection var (`connection: bastion`). A duplicate or empty
+// name, or a nil dialer, is a programming error and panics. Register in
+// init(), or before the runs that use it start.
 func Register(name string, d Dialer) {
 	dialersMu.Lock()
 	defer dialersMu.Unlock()
@@ -56,9 +92,11 @@ func Register(name string, d Dialer) {
 		panic(fmt.Sprintf("conn: duplicate or empty connection %q", name))
 	}
 	dialers[name] = d
+	inventory.RegisterConnection(name)
 }
 
-// Lookup returns the dialer of a connection type.
+// Lookup returns the dialer of a connection type; ok is false for a name
+// nothing registered.
 func Lookup(name string) (Dialer, bool) {
 	dialersMu.RLock()
 	defer dialersMu.RUnlock()

@@ -149,7 +149,7 @@ func seedTar(opts Options) ([]byte, error) {
 
 // Exec runs a script on the host as root, through the Docker Engine API.
 func (h *Host) Exec(ctx context.Context, script string) (conn.Result, error) {
-	c, err := dockerconn.Dial(ctx, h.ID, dockerconn.Options{})
+	c, err := dockerconn.Dial(ctx, h.ID, dockerconn.Options{Host: dockercli.Host()})
 	if err != nil {
 		return conn.Result{}, err
 	}

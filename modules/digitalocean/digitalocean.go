@@ -19,7 +19,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,7 +31,12 @@ import (
 	"github.com/orch-dev/orch/modules/internal/cloud"
 )
 
-// Environment variables read by NewFromEnv.
+// Provider names this package's endpoint in modules.Env.Endpoints and
+// engine.Options.Endpoints.
+const Provider = "digitalocean"
+
+// The environment variables cmd/orch reads into the digitalocean endpoint. The
+// package itself reads no environment.
 const (
 	TokenEnv = "DIGITALOCEAN_TOKEN"
 	URLEnv   = "DIGITALOCEAN_URL" // optional base URL, for example the lab cloud's
@@ -64,16 +68,11 @@ type Client struct {
 	retry cloud.Retry
 }
 
-// NewFromEnv returns a client for DIGITALOCEAN_TOKEN and, when set,
-// DIGITALOCEAN_URL.
-func NewFromEnv() (*Client, error) {
-	return New(Config{Token: os.Getenv(TokenEnv), URL: os.Getenv(URLEnv)})
-}
-
-// New returns a client for cfg.
+// New returns a client for cfg. It fails only for a missing token or a
+// malformed URL; it sends no request.
 func New(cfg Config) (*Client, error) {
 	if cfg.Token == "" {
-		return nil, errors.New("digitalocean: no API token (set " + TokenEnv + ")")
+		return nil, errors.New("digitalocean: no API token (set " + TokenEnv + `, or Endpoints["digitalocean"] when embedding)`)
 	}
 	hc := cloud.HTTPClient(cfg.HTTPClient)
 	hc.Transport = &oauth2.Transport{

@@ -12,7 +12,9 @@ import (
 	"github.com/digitalocean/godo"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/orch-dev/orch/inventory"
 	"github.com/orch-dev/orch/lab/cloud/cloudtest"
+	"github.com/orch-dev/orch/modules"
 	"github.com/orch-dev/orch/modules/internal/cloud/cloudtesting"
 )
 
@@ -292,15 +294,28 @@ func TestCreateRefusesAmbiguousNames(t *testing.T) {
 	}
 }
 
-func TestNewFromEnv(t *testing.T) {
+// TestCallsUseTheRunsEndpoint: a module call reaches the endpoint the
+// run carries, never one from the environment.
+func TestCallsUseTheRunsEndpoint(t *testing.T) {
 	lab := cloudtest.Start(t, nil)
-	t.Setenv("DIGITALOCEAN_TOKEN", lab.Tokens.DigitalOcean)
-	t.Setenv("DIGITALOCEAN_URL", lab.URL+"/v2/")
-	c, err := NewFromEnv()
-	if err != nil {
-		t.Fatal(err)
+	t.Setenv(TokenEnv, lab.Tokens.DigitalOcean) // a valid endpoint the package must not read
+	t.Setenv(URLEnv, lab.URL+"/v2/")
+	rec := &hostRecorder{}
+	env := &modules.Env{Hosts: rec, Logf: func(string, ...any) {}}
+	if _, err := new(dropletsCall).Call(context.Background(), env); err == nil || !strings.Contains(err.Error(), "no API token") {
+		t.Fatalf("without an endpoint: err = %v, want no API token", err)
 	}
-	if _, err := c.Droplets(context.Background(), ""); err != nil {
+	env.Endpoints = map[string]modules.Endpoint{Provider: {URL: lab.URL + "/v2/", Token: lab.Tokens.DigitalOcean}}
+	if _, err := new(dropletsCall).Call(context.Background(), env); err != nil {
 		t.Fatal(err)
 	}
 }
+
+// hostRecorder is a modules.HostRecorder that keeps what it is told.
+type hostRecorder struct{ added []string }
+
+func (r *hostRecorder) AddHost(h *inventory.Host, _ string) error {
+	r.added = append(r.added, h.Name)
+	return nil
+}
+func (r *hostRecorder) RemoveHost(string) {}

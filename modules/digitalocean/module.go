@@ -18,7 +18,8 @@ merges it into the cloud-config user data (user_data must be empty or a
 #cloud-config document) and pins it, so the first SSH connection is verified
 strictly. image is a slug or a numeric snapshot ID. Under --check nothing is
 created. Needs DIGITALOCEAN_TOKEN; DIGITALOCEAN_URL points at another
-endpoint, such as the lab cloud.`})
+endpoint, such as the lab cloud (embedders set
+engine.Options.Endpoints["digitalocean"]).`})
 	modules.Register(modules.Info{ID: "digitalocean.droplets", New: func() any { return new(dropletsCall) }, Doc: `Lists droplets, optionally only those with a tag, as hosts: a dynamic inventory.`})
 	modules.Register(modules.Info{ID: "digitalocean.assign_ip", New: func() any { return new(assignCall) }, Doc: `Points a reserved IP at a droplet, taking it from whichever droplet held it: the floating-IP swap.`})
 	modules.Register(modules.Info{ID: "digitalocean.delete", New: func() any { return new(deleteCall) }, Doc: `Deletes the droplets behind hosts returned by digitalocean.create or digitalocean.droplets.`})
@@ -34,7 +35,7 @@ type createCall struct {
 }
 
 func (c *createCall) Call(ctx context.Context, env *modules.Env) (any, error) {
-	cl, err := NewFromEnv()
+	cl, err := newClient(env)
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +79,7 @@ type dropletsCall struct {
 }
 
 func (c *dropletsCall) Call(ctx context.Context, env *modules.Env) (any, error) {
-	cl, err := NewFromEnv()
+	cl, err := newClient(env)
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +104,7 @@ func (c *assignCall) Call(ctx context.Context, env *modules.Env) (any, error) {
 		env.Logf("check: digitalocean.assign_ip would point %s at %s", c.IP, c.Host.Name)
 		return nil, nil
 	}
-	cl, err := NewFromEnv()
+	cl, err := newClient(env)
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +121,7 @@ type deleteCall struct {
 
 func (c *deleteCall) Call(ctx context.Context, env *modules.Env) (any, error) {
 	return nil, cloud.Delete(ctx, env, "digitalocean.delete", c.Hosts, IDFromHost, func(ctx context.Context, ids []int) error {
-		cl, err := NewFromEnv()
+		cl, err := newClient(env)
 		if err != nil {
 			return err
 		}
@@ -129,9 +130,9 @@ func (c *deleteCall) Call(ctx context.Context, env *modules.Env) (any, error) {
 }
 
 // Inventory lists the droplets with tag (all of them when tag is "") as a
-// dynamic inventory: `orch run plan.star -i digitalocean:web`.
-func Inventory(ctx context.Context, tag string) (*inventory.Inventory, error) {
-	cl, err := NewFromEnv()
+// dynamic inventory, reached with cfg: `orch run plan.star -i digitalocean:web`.
+func Inventory(ctx context.Context, cfg Config, tag string) (*inventory.Inventory, error) {
+	cl, err := New(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -140,4 +141,10 @@ func Inventory(ctx context.Context, tag string) (*inventory.Inventory, error) {
 		return nil, err
 	}
 	return cloud.Inventory("digitalocean", ds)
+}
+
+// newClient reaches the run's digitalocean endpoint (modules.Env.Endpoints).
+func newClient(env *modules.Env) (*Client, error) {
+	ep := env.Endpoint(Provider)
+	return New(Config{Token: ep.Token, URL: ep.URL})
 }

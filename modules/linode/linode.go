@@ -19,7 +19,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -30,7 +29,12 @@ import (
 	"github.com/orch-dev/orch/modules/internal/cloud"
 )
 
-// Environment variables read by NewFromEnv.
+// Provider names this package's endpoint in modules.Env.Endpoints and
+// engine.Options.Endpoints.
+const Provider = "linode"
+
+// The environment variables cmd/orch reads into the linode endpoint. The
+// package itself reads no environment.
 const (
 	TokenEnv = "LINODE_TOKEN"
 	URLEnv   = "LINODE_URL" // optional base URL, for example the lab cloud's
@@ -61,15 +65,11 @@ type Client struct {
 	poll  time.Duration
 }
 
-// NewFromEnv returns a client for LINODE_TOKEN and, when set, LINODE_URL.
-func NewFromEnv() (*Client, error) {
-	return New(Config{Token: os.Getenv(TokenEnv), URL: os.Getenv(URLEnv)})
-}
-
-// New returns a client for cfg.
+// New returns a client for cfg. It fails only for a missing token or a
+// malformed URL; it sends no request.
 func New(cfg Config) (*Client, error) {
 	if cfg.Token == "" {
-		return nil, errors.New("linode: no API token (set " + TokenEnv + ")")
+		return nil, errors.New("linode: no API token (set " + TokenEnv + `, or Endpoints["linode"] when embedding)`)
 	}
 	hc := cloud.HTTPClient(cfg.HTTPClient)
 	base := hc.Transport

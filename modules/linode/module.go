@@ -18,7 +18,8 @@ generates an ed25519 host key for every instance it creates, injects it
 through cloud-init user data and pins it, so the first SSH connection is
 verified strictly. Under --check nothing is created: existing instances are
 returned and the rest are reported. Needs LINODE_TOKEN; LINODE_URL points
-at another endpoint, such as the lab cloud.`})
+at another endpoint, such as the lab cloud (embedders set
+engine.Options.Endpoints["linode"]).`})
 	modules.Register(modules.Info{ID: "linode.instances", New: func() any { return new(instancesCall) }, Doc: `Lists Linodes, optionally only those with a tag or a label, as hosts: a dynamic inventory.`})
 	modules.Register(modules.Info{ID: "linode.delete", New: func() any { return new(deleteCall) }, Doc: `Deletes the Linodes behind hosts returned by linode.create or linode.instances. Instances already gone count as deleted.`})
 	modules.Register(modules.Info{ID: "linode.rename", New: func() any { return new(renameCall) }, Doc: `Gives a Linode a new label and returns the renamed host.`})
@@ -34,7 +35,7 @@ type createCall struct {
 }
 
 func (c *createCall) Call(ctx context.Context, env *modules.Env) (any, error) {
-	cl, err := NewFromEnv()
+	cl, err := newClient(env)
 	if err != nil {
 		return nil, err
 	}
@@ -73,7 +74,7 @@ type instancesCall struct {
 }
 
 func (c *instancesCall) Call(ctx context.Context, env *modules.Env) (any, error) {
-	cl, err := NewFromEnv()
+	cl, err := newClient(env)
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +91,7 @@ type deleteCall struct {
 
 func (c *deleteCall) Call(ctx context.Context, env *modules.Env) (any, error) {
 	return nil, cloud.Delete(ctx, env, "linode.delete", c.Hosts, IDFromHost, func(ctx context.Context, ids []int) error {
-		cl, err := NewFromEnv()
+		cl, err := newClient(env)
 		if err != nil {
 			return err
 		}
@@ -114,7 +115,7 @@ func (c *renameCall) Call(ctx context.Context, env *modules.Env) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	cl, err := NewFromEnv()
+	cl, err := newClient(env)
 	if err != nil {
 		return nil, err
 	}
@@ -133,9 +134,9 @@ func (c *renameCall) Call(ctx context.Context, env *modules.Env) (any, error) {
 }
 
 // Inventory lists the Linodes with tag (all of them when tag is "") as a
-// dynamic inventory: `orch run plan.star -i linode:web`.
-func Inventory(ctx context.Context, tag string) (*inventory.Inventory, error) {
-	cl, err := NewFromEnv()
+// dynamic inventory, reached with cfg: `orch run plan.star -i linode:web`.
+func Inventory(ctx context.Context, cfg Config, tag string) (*inventory.Inventory, error) {
+	cl, err := New(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -144,4 +145,10 @@ func Inventory(ctx context.Context, tag string) (*inventory.Inventory, error) {
 		return nil, err
 	}
 	return cloud.Inventory("linode", ins)
+}
+
+// newClient reaches the run's linode endpoint (modules.Env.Endpoints).
+func newClient(env *modules.Env) (*Client, error) {
+	ep := env.Endpoint(Provider)
+	return New(Config{Token: ep.Token, URL: ep.URL})
 }

@@ -8,8 +8,9 @@
 // the CLI and free of its quoting rules. Each Exec and each WriteFile is one
 // exchange.
 //
-// The engine is found at Options.Host, else $DOCKER_HOST, else
-// unix:///var/run/docker.sock; docker CLI contexts are not read.
+// The engine is found at Options.Host, else unix:///var/run/docker.sock;
+// the package reads no environment (cmd/orch passes $DOCKER_HOST on), and
+// docker CLI contexts are not read.
 package dockerconn
 
 import (
@@ -26,7 +27,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,8 +36,7 @@ import (
 	"github.com/orch-dev/orch/internal/shell"
 )
 
-// DefaultHost is the engine address used when neither Options.Host nor
-// $DOCKER_HOST names one.
+// DefaultHost is the engine address used when Options.Host names none.
 const DefaultHost = "unix:///var/run/docker.sock"
 
 // Options tune a connection. The zero value is ready to use.
@@ -67,12 +66,11 @@ var _ conn.Conn = (*Conn)(nil)
 const maxArg = 100 << 10
 
 // Dial connects to the engine and checks that container (a name or an ID)
-// exists and is running.
+// exists and is running. The error names the container: a malformed
+// Options.Host, an engine that cannot be reached, or a container that is
+// missing or stopped.
 func Dial(ctx context.Context, container string, opts Options) (*Conn, error) {
 	host := opts.Host
-	if host == "" {
-		host = os.Getenv("DOCKER_HOST")
-	}
 	if host == "" {
 		host = DefaultHost
 	}

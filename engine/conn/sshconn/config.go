@@ -52,11 +52,10 @@ type dialer struct {
 
 	agentConn net.Conn // open during Dial only
 	agentKeys []agentKey
-}
 
-// warnedOnce keeps warnings about ssh config lines to one per process, so
-// that a `Host *` line orch ignores is reported once, not once per host.
-var warnedOnce sync.Map
+	warnMu sync.Mutex
+	warned map[string]bool // messages already given to cfg.Warn
+}
 
 func newDialer(cfg Config) (*dialer, error) {
 	switch cfg.HostKeyCheck {
@@ -113,8 +112,18 @@ func newDialer(cfg Config) (*dialer, error) {
 	return d, nil
 }
 
+// warnOnce gives a warning to cfg.Warn once per Dial, however many hops
+// and config evaluations raise it; the engine keeps each message to one
+// per run, whatever the number of hosts.
 func (d *dialer) warnOnce(msg string) {
-	if _, dup := warnedOnce.LoadOrStore(msg, true); !dup {
+	d.warnMu.Lock()
+	dup := d.warned[msg]
+	if d.warned == nil {
+		d.warned = map[string]bool{}
+	}
+	d.warned[msg] = true
+	d.warnMu.Unlock()
+	if !dup {
 		d.cfg.Warn(msg)
 	}
 }

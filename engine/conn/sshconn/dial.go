@@ -40,7 +40,7 @@ func (d *dialer) dialChain(ctx context.Context, chain []hop) (*ssh.Client, func(
 	for _, h := range jumps {
 		key += "\x00" + h.user + "@" + h.addr() + "\x00" + h.proxyCommand
 		prev := via
-		c, release, err := acquireJump(ctx, key, func() (*ssh.Client, error) { return d.dialHop(ctx, h, prev, hk) })
+		c, release, err := d.cfg.Jumps.acquire(ctx, key, func() (*ssh.Client, error) { return d.dialHop(ctx, h, prev, hk) })
 		if err != nil {
 			releaseAll()
 			return nil, nil, fmt.Errorf("jump host %s (%s): %w", h.name, h.addr(), err)
@@ -76,6 +76,8 @@ func (d *dialer) dialHop(ctx context.Context, h hop, via *ssh.Client, hk *hostKe
 		nc, err = via.DialContext(dctx, "tcp", h.addr())
 	case h.proxyCommand != "" && h.proxyCommand != "none":
 		nc, err = startProxyCommand(h.proxyCommand, h.addr())
+	case d.cfg.DialContext != nil:
+		nc, err = d.cfg.DialContext(dctx, "tcp", h.addr())
 	default:
 		nc, err = (&net.Dialer{}).DialContext(dctx, "tcp", h.addr())
 	}

@@ -1,11 +1,11 @@
 package sshconn
 
-// JumpPool reports how many jump connections are shared and by how many
+// Stats reports how many jump connections the pool shares and by how many
 // Conns in total.
-func JumpPool() (conns, refs int) {
-	jumpMu.Lock()
-	defer jumpMu.Unlock()
-	for _, e := range jumps {
+func (p *JumpPool) Stats() (conns, refs int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, e := range p.jumps {
 		conns++
 		refs += e.refs
 	}

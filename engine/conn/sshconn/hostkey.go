@@ -229,12 +229,10 @@ func (noKey) Type() string                        { return "none" }
 func (noKey) Marshal() []byte                     { return []byte("orch: no key") }
 func (noKey) Verify([]byte, *ssh.Signature) error { return errors.New("no key") }
 
-// knownHostsMu serialises appends, so parallel dials never interleave lines;
-// appended remembers lines written so a host reached twice is recorded once.
-var (
-	knownHostsMu sync.Mutex
-	appended     = map[string]bool{}
-)
+// knownHostsMu serialises appends, so parallel dials never interleave
+// lines. A host reached twice at once (two Conns, or two runs) is recorded
+// once: the file is read again under the lock before a line is added.
+var knownHostsMu sync.Mutex
 
 func appendKnownHost(path, hostname string, key ssh.PublicKey, hashed bool) error {
 	line := knownhosts.Line([]string{knownhosts.Normalize(hostname)}, key) + "\n"
@@ -243,7 +241,7 @@ func appendKnownHost(path, hostname string, key ssh.PublicKey, hashed bool) erro
 	}
 	knownHostsMu.Lock()
 	defer knownHostsMu.Unlock()
-	if appended[path+"\x00"+line] {
+	if known, err := xknownhosts.New(path); err == nil && known(hostname, &net.TCPAddr{}, key) == nil {
 		return nil
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
@@ -261,9 +259,6 @@ func appendKnownHost(path, hostname string, key ssh.PublicKey, hashed bool) erro
 			line = "\n" + line
 		}
 	}
-	if _, err := f.WriteString(line); err != nil {
-		return err
-	}
-	appended[path+"\x00"+strings.TrimPrefix(line, "\n")] = true
-	return nil
+	_, err = f.WriteString(line)
+	return err
 }

@@ -7,14 +7,16 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
-// Jump host connections are shared between Conns, so a fleet behind one
-// bastion makes one connection to it instead of one per host (which would
-// also run into the bastion's MaxStartups). A jump connection closes when
-// the last Conn using it closes.
-var (
-	jumpMu sync.Mutex
-	jumps  = map[string]*jumpEntry{}
-)
+// JumpPool shares jump host connections between the Conns dialled with it,
+// so a fleet behind one bastion makes one connection to it instead of one
+// per host (which would also run into the bastion's MaxStartups). A jump
+// connection closes when the last Conn using it closes. The engine gives
+// each run a pool of its own (conn.DialRequest.Shared), so runs share no
+// connection. The zero value is ready to use; it is safe for concurrent use.
+type JumpPool struct {
+	mu    sync.Mutex
+	jumps map[string]*jumpEntry
+}
 
 type jumpEntry struct {
 	ready  chan struct{} // closed once dialled
@@ -23,26 +25,39 @@ type jumpEntry struct {
 	refs   int
 }
 
-// acquireJump returns the shared client for key, dialling it if needed, and
-// the function that gives it back.
-func acquireJump(ctx context.Context, key string, dial func() (*ssh.Client, error)) (*ssh.Client, func(), error) {
-	jumpMu.Lock()
-	e := jumps[key]
+// acquire returns the shared client for key, dialling it if needed, and
+// the function that gives it back. A nil pool shares nothing.
+func (p *JumpPool) acquire(ctx context.Context, key string, dial func() (*ssh.Client, error)) (*ssh.Client, func(), error) {
+	if p == nil {
+		c, err := dial()
+		if err != nil {
+			return nil, nil, err
+		}
+		return c, func() { c.Close() }, nil
+	}
+	p.mu.Lock()
+	if p.jumps == nil {
+		p.jumps = map[string]*jumpEntry{}
+	}
+	e := p.jumps[key]
 	owner := e == nil
 	if owner {
 		e = &jumpEntry{ready: make(chan struct{})}
-		jumps[key] = e
+		p.jumps[key] = e
 	}
 	e.refs++
-	jumpMu.Unlock()
+	p.mu.Unlock()
 
+	forget := func() { // callers hold p.mu
+		if p.jumps[key] == e {
+			delete(p.jumps, key)
+		}
+	}
 	release := func() {
-		jumpMu.Lock()
-		defer jumpMu.Unlock()
+		p.mu.Lock()
+		defer p.mu.Unlock()
 		if e.refs--; e.refs == 0 {
-			if jumps[key] == e {
-				delete(jumps, key)
-			}
+			forget()
 			if e.client != nil {
 				e.client.Close()
 			}
@@ -54,16 +69,14 @@ func acquireJump(ctx context.Context, key string, dial func() (*ssh.Client, erro
 			// Forget a connection that dies, so the next Dial makes a new one.
 			go func() {
 				e.client.Wait()
-				jumpMu.Lock()
-				if jumps[key] == e {
-					delete(jumps, key)
-				}
-				jumpMu.Unlock()
+				p.mu.Lock()
+				forget()
+				p.mu.Unlock()
 			}()
 		} else {
-			jumpMu.Lock()
-			delete(jumps, key)
-			jumpMu.Unlock()
+			p.mu.Lock()
+			forget()
+			p.mu.Unlock()
 		}
 		close(e.ready)
 	} else {

@@ -8,10 +8,20 @@ import (
 
 func init() { conn.Register("ssh", dialHost) }
 
-// dialHost maps an inventory host and the run's SSH settings onto Config.
-// The host's own ssh args (ansible_ssh_common_args) and timeout beat the
-// run's.
+// dialHost is the ssh connection: the host's Config, dialled.
 func dialHost(ctx context.Context, req conn.DialRequest) (conn.Conn, error) {
+	return Dial(ctx, ConfigFor(req))
+}
+
+// jumpPoolKey is the key of a run's JumpPool in conn.Shared.
+type jumpPoolKey struct{}
+
+// ConfigFor maps an inventory host and the run's SSH settings onto the
+// Config the ssh connection dials: the host's own ssh args
+// (ansible_ssh_common_args) and timeout beat the run's, and the run's
+// connections share their jump hosts. A dialer of its own starts from it
+// and changes what it needs, such as DialContext.
+func ConfigFor(req conn.DialRequest) Config {
 	h, o := req.Host, req.SSH
 	cfg := Config{
 		HostName:             h.Name,
@@ -28,6 +38,7 @@ func dialHost(ctx context.Context, req conn.DialRequest) (conn.Conn, error) {
 		Warn:                 req.Warn,
 		ProxyCommand:         h.SSH.ProxyCommand,
 		ProxyJump:            h.SSH.ProxyJump,
+		Jumps:                req.Shared.Get(jumpPoolKey{}, func() any { return new(JumpPool) }).(*JumpPool),
 	}
 	if len(h.SSH.UserKnownHostsFiles) > 0 {
 		cfg.KnownHostsFiles = h.SSH.UserKnownHostsFiles
@@ -43,7 +54,7 @@ func dialHost(ctx context.Context, req conn.DialRequest) (conn.Conn, error) {
 	} else {
 		cfg.KeyFiles = o.IdentityFiles
 	}
-	return Dial(ctx, cfg)
+	return cfg
 }
 
 // Alive reports whether the connection still stands: false once the

@@ -53,17 +53,25 @@ type cfgFile struct {
 	userDir bool // Include paths are relative to ~/.ssh (else /etc/ssh)
 }
 
-// cfgCache keeps parsed files by path, modification time and size.
-var cfgCache sync.Map
+// cfgCache keeps each parsed file by path, with the modification time and
+// size it was parsed at: a file that changed since is parsed again and
+// replaces its entry, so the cache holds one entry per config file.
+var cfgCache sync.Map // path and userDir -> cfgCacheEntry
+
+type cfgCacheEntry struct {
+	stamp string
+	file  *cfgFile
+}
 
 func readCfgFile(path string, userDir bool) (*cfgFile, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, err
 	}
-	key := fmt.Sprintf("%s\x00%d\x00%d\x00%v", path, fi.ModTime().UnixNano(), fi.Size(), userDir)
-	if f, ok := cfgCache.Load(key); ok {
-		return f.(*cfgFile), nil
+	key := fmt.Sprintf("%s\x00%v", path, userDir)
+	stamp := fmt.Sprintf("%d\x00%d", fi.ModTime().UnixNano(), fi.Size())
+	if e, ok := cfgCache.Load(key); ok && e.(cfgCacheEntry).stamp == stamp {
+		return e.(cfgCacheEntry).file, nil
 	}
 	f, err := os.Open(path)
 	if err != nil {
@@ -98,7 +106,7 @@ func readCfgFile(path string, userDir bool) (*cfgFile, error) {
 	if err := sc.Err(); err != nil {
 		return nil, err
 	}
-	cfgCache.Store(key, cf)
+	cfgCache.Store(key, cfgCacheEntry{stamp: stamp, file: cf})
 	return cf, nil
 }
 

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -99,8 +100,18 @@ type Config struct {
 	// connection is closed, failing pending calls instead of hanging them.
 	KeepAlive time.Duration
 
-	// Warn receives warnings such as "host key checking is off". The package
-	// never prints; nil discards them.
+	// DialContext opens the TCP connections Dial would open itself: to the
+	// host, or to its first jump host (ProxyCommand still runs its
+	// command). nil means a net.Dialer. An *ssh.Client's DialContext
+	// reaches hosts through a bastion the caller already holds a
+	// connection to.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Jumps shares jump host connections with the other Dials given the
+	// same pool; nil shares none.
+	Jumps *JumpPool
+
+	// Warn receives warnings such as "host key checking is off", each
+	// message once per Dial. The package never prints; nil discards them.
 	Warn func(msg string)
 }
 

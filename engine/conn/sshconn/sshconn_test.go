@@ -459,16 +459,17 @@ Host *
     User %s
     IdentityFile %s
 `, f.Hosts[1].IP, f.Hosts[1].Port, f.Hosts[2].IP, f.Hosts[2].Port, jump.IP, jump.Port, f.User, f.ClientKey)), 0o600)
+	pool := &sshconn.JumpPool{}
 	cfg := func(name string) sshconn.Config {
 		return sshconn.Config{
 			HostName: name, UseSSHConfig: true, SSHConfigPath: cfgFile,
-			KnownHostsFiles: []string{f.KnownHosts}, HostKeyCheck: sshconn.Strict,
+			KnownHostsFiles: []string{f.KnownHosts}, HostKeyCheck: sshconn.Strict, Jumps: pool,
 		}
 	}
 	c1, c2 := dial(t, cfg("target1")), dial(t, cfg("target2"))
 	run(t, c1, "true", nil)
 	run(t, c2, "true", nil)
-	if conns, refs := sshconn.JumpPool(); conns != 1 || refs != 2 {
+	if conns, refs := pool.Stats(); conns != 1 || refs != 2 {
 		t.Errorf("jump pool: %d connections, %d users; want 1 shared by 2", conns, refs)
 	}
 
@@ -480,7 +481,7 @@ Host *
 		}
 		c.Close()
 	}
-	if conns, refs := sshconn.JumpPool(); conns != 0 || refs != 0 {
+	if conns, refs := pool.Stats(); conns != 0 || refs != 0 {
 		t.Errorf("jump pool after Close: %d connections, %d users", conns, refs)
 	}
 

@@ -10,9 +10,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"strings"
 )
+
+// Host is the engine the docker command talks to, $DOCKER_HOST (as docker
+// reads it; "" for its default socket), so that the lab's Engine API calls
+// (dockerconn) reach the same engine as its docker commands.
+func Host() string { return os.Getenv("DOCKER_HOST") }
 
 // ErrNoSuchObject reports that docker does not know the container, network or
 // image a command named.
