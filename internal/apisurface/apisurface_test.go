@@ -30,6 +30,7 @@ var allowed = map[string]string{
 	"lab/image/mirror.go: os.Getenv":                                     "ORCH_LAB_MIRROR, the lab image build's documented mirror override",
 	"lab/internal/dockercli/dockercli.go: os.Getenv":                     "DOCKER_HOST, so the lab's API calls reach the engine its docker commands reach",
 	"testkit/require/require.go: os.Getenv":                              "ORCH_TEST_REQUIRE, which turns skipped tests into failures in CI",
+	"modules/internal/facttest/facttest.go: os.Getenv":                   "a test helper's capture and reparse switches (ORCH_CAPTURE_*), for recording fact fixtures",
 	"modules/internal/cloud/cloudtesting/cloudtesting.go: log.SetOutput": "a test helper that catches what the standard logger would print",
 	"modules/internal/cloud/cloudtesting/cloudtesting.go: os.Stderr":     "a test helper restoring the standard logger's output",
 }

@@ -68,7 +68,10 @@ func (l *Loop) Stop() {
 	<-l.done
 }
 
-func (l *Loop) Sent() int64   { return l.sent.Load() }
+// Sent counts the requests sent so far.
+func (l *Loop) Sent() int64 { return l.sent.Load() }
+
+// Failed counts the requests that failed so far.
 func (l *Loop) Failed() int64 { return l.failed.Load() }
 
 // LastError is the last failure's error text.
