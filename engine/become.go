@@ -92,7 +92,7 @@ const privilegedWatchdog = `( trap '' TERM
   { read -r _ _ _ _ _orch_pg _ < /proc/$$/stat; } 2>/dev/null || _orch_pg=$(ps -o pgid= -p $$ 2>/dev/null)
   _orch_pg=$(echo $_orch_pg)
   [ -n "$_orch_pg" ] || exit 0
-  kill -TERM -- "-$_orch_pg" 2>/dev/null; sleep 2; kill -KILL -- "-$_orch_pg" 2>/dev/null
+  kill -TERM "-$_orch_pg" 2>/dev/null; sleep 2; kill -KILL "-$_orch_pg" 2>/dev/null
 ) </dev/null >/dev/null 2>&1 &
 `
 
