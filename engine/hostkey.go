@@ -2,14 +2,17 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
 	"github.com/orch-dev/orch/engine/conn"
+	"github.com/orch-dev/orch/engine/conn/sshconn"
 	"github.com/orch-dev/orch/inventory"
 )
 
@@ -113,7 +116,7 @@ func (r *run) rotateHostKey(ctx context.Context, h *inventory.Host, c conn.Conn,
 	if err := r.repin(addr, old, key, ""); err != nil {
 		return nil, err
 	}
-	fresh, err := r.pool.dial(ctx, h)
+	fresh, err := r.dialAfterReload(ctx, h)
 	if err != nil {
 		// Put the injected key back, on the host and in the pinned keys.
 		res, rerr := r.rootExec(ctx, h, c, restoreKeyScript)
@@ -135,6 +138,25 @@ func (r *run) rotateHostKey(ctx context.Context, h *inventory.Host, c conn.Conn,
 	r.emit(Event{Event: "host_key", Host: h.Name, Msg: fmt.Sprintf("replaced the host key orch injected at creation (%s), which the machine's metadata shows, with one made on the machine (%s), and pinned it",
 		ssh.FingerprintSHA256(old), ssh.FingerprintSHA256(key))})
 	return fresh, nil
+}
+
+// dialAfterReload dials the host again once sshd reloads: a SIGHUP'd sshd
+// re-executes itself and listens again a moment later, so refusals are
+// retried for ten seconds; a host key that fails to verify is final.
+func (r *run) dialAfterReload(ctx context.Context, h *inventory.Host) (conn.Conn, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := r.pool.dial(ctx, h)
+		var hk *sshconn.HostKeyError
+		if err == nil || errors.As(err, &hk) || time.Now().After(deadline) {
+			return c, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // rootExec runs a script as root: directly when the host logs in as root,
