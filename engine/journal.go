@@ -51,11 +51,11 @@ func newRunID() string {
 
 // Create implements JournalStore.
 func (s FileStore) Create(rec RunRecord) (Journal, error) {
-	dir := filepath.Join(s.Dir, "runs", rec.ID)
-	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
-		return nil, fmt.Errorf("journal: %w", err)
+	if !validRunID(rec.ID) {
+		return nil, fmt.Errorf("journal: %q cannot name a run", rec.ID)
 	}
-	if err := os.Mkdir(dir, 0o700); err != nil {
+	dir := filepath.Join(s.Dir, "runs", rec.ID)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
 	b, err := json.MarshalIndent(rec, "", "  ")
@@ -74,7 +74,6 @@ func (s FileStore) Create(rec RunRecord) (Journal, error) {
 	}
 	if err != nil {
 		j.close()
-		os.RemoveAll(dir)
 		return nil, fmt.Errorf("journal: %w", err)
 	}
 	return j, nil

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"os/exec"
 	"strings"
 	"testing"
@@ -10,16 +11,15 @@ import (
 )
 
 // runScript runs a script the way connections do: on sh's standard input,
-// in GroupScript's group.
+// in GroupScript's group, with that input held open until sh exits (a
+// closed input tells GroupScript's watchdog the session is gone).
 func runScript(t *testing.T, s *script) map[sectionID]*section {
 	t.Helper()
-	cmd := exec.Command("/bin/sh")
-	cmd.Stdin = strings.NewReader(conn.GroupScript(s.String()))
-	out, err := cmd.Output()
+	res, err := (&conn.Local{}).Exec(context.Background(), s.String(), nil)
 	if err != nil {
 		t.Fatalf("script failed: %v", err)
 	}
-	got, err := s.parse(out)
+	got, err := s.parse(res.Stdout)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,7 +32,9 @@ type Journal interface {
 // JournalStore creates the journals of runs and reads them back for
 // orch resume.
 type JournalStore interface {
-	// Create starts the journal of a new run (rec.ID is new to the store).
+	// Create starts the journal of a run. A run ID used before (orch serve
+	// retries a run a lock refused under the same ID) continues that
+	// journal after the earlier attempt's records.
 	Create(rec RunRecord) (Journal, error)
 	// Load reads what resuming run id needs. A record torn by a crash
 	// mid-write is ignored; a missing run is an error naming it.

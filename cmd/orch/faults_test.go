@@ -359,3 +359,36 @@ func assertLocksReleased(t *testing.T, dir string) {
 		}
 	}
 }
+
+// TestHeldHostRefusedAtOnce: while one orch works on a host, another orch
+// running another plan on it is refused before it touches anything, with
+// exit 2 and the holder named; once the first ends, the second runs.
+func TestHeldHostRefusedAtOnce(t *testing.T) {
+	f := startFaultFleet(t, 1)
+	os.WriteFile(filepath.Join(f.work, "hold.star"), []byte(`
+def main(ctx):
+    ctx.apply("all", lambda h: command("touch {r}/holding; while [ ! -e {r}/release ]; do sleep 0.05; done".format(r = h.vars["root"])))
+`), 0o644)
+	os.WriteFile(filepath.Join(f.work, "other.star"), []byte(`
+def main(ctx):
+    ctx.apply("all", lambda h: command("touch %s/other" % h.vars["root"]))
+`), 0o644)
+	holder := f.start(t, f.runArgs("hold.star")...)
+	waitFile(t, f.path("h1", "holding"))
+	out, code := f.orch(t, f.runArgs("other.star")...)
+	host, _ := os.Hostname()
+	if code != 2 || !strings.Contains(out, fmt.Sprintf("host h1 (ssh %s) is in use by a run in progress: run %s, pid %d, by ", f.Hosts[0].Addr(), holder.runID, holder.cmd.Process.Pid)) ||
+		!strings.Contains(out, " on "+host+" since ") || !strings.Contains(out, "hint: wait for that run to end") {
+		t.Errorf("exit %d:\n%s", code, out)
+	}
+	if _, err := os.Stat(f.path("h1", "other")); err == nil {
+		t.Error("the refused run changed the host")
+	}
+	os.WriteFile(f.path("h1", "release"), nil, 0o644)
+	if _, st := holder.wait(); st.ExitCode() != 0 {
+		t.Fatalf("holding run: %v", st)
+	}
+	if out, code := f.orch(t, f.runArgs("other.star")...); code != 0 {
+		t.Fatalf("after the holder ended: exit %d\n%s", code, out)
+	}
+}
