@@ -21,22 +21,49 @@ const injectedMark = "orch-injected"
 
 func (r *run) pinnedKeysFile() string { return filepath.Join(r.state, "known_hosts") }
 
-// pinKey records the host key orch generated for a machine it created.
+// pinKey records the host key orch generated for a machine it created. It
+// replaces what was pinned for the same address: the cloud gave that
+// address to this new machine, so a key of an earlier one must no longer
+// be trusted there.
 func (r *run) pinKey(line string) error {
 	r.pinMu.Lock()
 	defer r.pinMu.Unlock()
+	l, ok := parseKnownLine([]byte(line))
+	if !ok {
+		return fmt.Errorf("pinning host key: not a known_hosts line: %q", line)
+	}
 	if err := os.MkdirAll(r.state, 0o700); err != nil {
 		return fmt.Errorf("pinning host key: %w", err)
 	}
-	f, err := os.OpenFile(r.pinnedKeysFile(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
+	old, err := os.ReadFile(r.pinnedKeysFile())
+	if err != nil && !os.IsNotExist(err) {
 		return fmt.Errorf("pinning host key: %w", err)
 	}
-	defer f.Close()
-	if _, err := f.WriteString(strings.TrimSpace(line) + " " + injectedMark + "\n"); err != nil {
+	var out bytes.Buffer
+	for _, existing := range bytes.SplitAfter(old, []byte("\n")) {
+		if e, ok := parseKnownLine(existing); ok && sameHosts(e, l) {
+			continue
+		}
+		out.Write(existing)
+	}
+	if out.Len() > 0 && !bytes.HasSuffix(out.Bytes(), []byte("\n")) {
+		out.WriteByte('\n')
+	}
+	out.WriteString(strings.TrimSpace(line) + " " + injectedMark + "\n")
+	if err := writeFileAtomic(r.pinnedKeysFile(), out.Bytes()); err != nil {
 		return fmt.Errorf("pinning host key: %w", err)
 	}
-	return f.Sync()
+	return nil
+}
+
+// sameHosts reports whether two lines name a host in common.
+func sameHosts(a, b knownLine) bool {
+	for _, h := range b.hosts {
+		if a.names(h) {
+			return true
+		}
+	}
+	return false
 }
 
 // knownLine is one parsed known_hosts line.

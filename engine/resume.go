@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"strings"
@@ -36,7 +37,8 @@ func digest(b []byte) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-// digestFiles digests files of the plan's folder by name.
+// digestFiles digests files of the plan's folder by name; a file gone
+// since (a forced resume) is left out.
 func (r *run) digestFiles(names []string) (map[string]string, error) {
 	out := map[string]string{}
 	for _, name := range names {
@@ -44,6 +46,9 @@ func (r *run) digestFiles(names []string) (map[string]string, error) {
 			continue
 		}
 		b, err := fs.ReadFile(r.plan.Files, name)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
