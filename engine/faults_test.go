@@ -182,7 +182,7 @@ def main(ctx):
     ctx.apply("all", lambda h: command("touch %s; sleep %s"), become = %s)
 `, started, nap, map[bool]string{false: "False", true: "True"}[become]))
 			_, _, err := runWhen(t, planFile, inv, Options{SSH: strictSSH(fleet.KnownHosts)}, started, func(cancel func()) {
-				proctest.WaitRunning(t, "sleep", nap)
+				proctest.WaitRunning(t, 1, "sleep", nap)
 				cancel()
 			})
 			if !errors.Is(err, context.Canceled) {

@@ -8,10 +8,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/orch-dev/orch/inventory"
 	"github.com/orch-dev/orch/plan"
+	"github.com/orch-dev/orch/testkit/proctest"
 	"github.com/orch-dev/orch/testkit/sshdtest"
 )
 
@@ -47,22 +47,9 @@ def main(ctx):
 		errs <- err
 	}()
 	runID = <-ids
-	waitFor(t, started)
+	proctest.WaitFile(t, started)
 	t.Cleanup(func() { os.WriteFile(release, nil, 0o644) })
 	return runID, release, errs
-}
-
-// waitFor waits until a file exists (the remote side of a test reached a
-// point), failing the test if the run it waits on ends first.
-func waitFor(t *testing.T, path string) {
-	t.Helper()
-	for range 6000 {
-		if _, err := os.Stat(path); err == nil {
-			return
-		}
-		sleepBriefly()
-	}
-	t.Fatalf("%s never appeared", path)
 }
 
 // TestHostLockRefusesAnotherPlanOnTheSameHost: the lock is the host's, not
@@ -137,5 +124,3 @@ def main(ctx):
 		t.Fatalf("err = %v, want the lock of run %s", err, holder)
 	}
 }
-
-func sleepBriefly() { time.Sleep(10 * time.Millisecond) }

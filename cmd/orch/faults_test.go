@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/orch-dev/orch/testkit/proctest"
 	"github.com/orch-dev/orch/testkit/sshdtest"
 )
 
@@ -127,19 +128,8 @@ func (f *faultFleet) orch(t *testing.T, args ...string) (string, int) {
 func (f *faultFleet) waitAll(t *testing.T, name string) {
 	t.Helper()
 	for _, h := range f.Hosts {
-		waitFile(t, f.path(h.Name, name))
+		proctest.WaitFile(t, f.path(h.Name, name))
 	}
-}
-
-func waitFile(t *testing.T, path string) {
-	t.Helper()
-	for range 3000 {
-		if _, err := os.Stat(path); err == nil {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("%s never appeared", path)
 }
 
 // waitLine waits until the file at path has the line want.
@@ -154,33 +144,6 @@ func waitLine(t *testing.T, path, want string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatalf("%s never had the line %q", path, want)
-}
-
-// running lists the processes whose command line is exactly argv.
-func running(argv ...string) []string {
-	want := strings.Join(argv, "\x00") + "\x00"
-	var pids []string
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		if b, _ := os.ReadFile(p); string(b) == want {
-			pids = append(pids, filepath.Base(filepath.Dir(p)))
-		}
-	}
-	return pids
-}
-
-// waitGone waits until no process runs argv: what a cancelled session
-// started on a host must end once the session is gone. It fails the test
-// if any is still running after ten seconds.
-func waitGone(t *testing.T, argv ...string) {
-	t.Helper()
-	for range 1000 {
-		if len(running(argv...)) == 0 {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Errorf("still running on the hosts: %q (pids %v)", argv, running(argv...))
 }
 
 func lines(t *testing.T, path string) []string {
@@ -217,9 +180,7 @@ def main(ctx):
 `, nap)), 0o644)
 	p := f.start(t, f.runArgs("plan.star")...)
 	f.waitAll(t, "two-started")
-	if n := len(running("sleep", nap)); n != 3 {
-		t.Fatalf("%d remote sleeps running, want 3", n)
-	}
+	proctest.WaitRunning(t, 3, "sleep", nap)
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +189,7 @@ def main(ctx):
 		t.Fatalf("orch ended with %v, not by SIGKILL", st)
 	}
 	// The connections died with orch, and with them the sessions' work.
-	waitGone(t, "sleep", nap)
+	proctest.WaitGone(t, "sleep", nap)
 	for _, h := range f.Hosts {
 		if got := lines(t, f.path(h.Name, "two.log")); len(got) != 0 {
 			t.Fatalf("%s: the killed run's step two completed: %v", h.Name, got)
@@ -290,15 +251,13 @@ func TestSIGINTEndsRemoteWorkAndUndoes(t *testing.T) {
 	os.WriteFile(filepath.Join(f.work, "plan.star"), []byte(interruptPlan(nap, "true")), 0o644)
 	p := f.start(t, f.runArgs("plan.star")...)
 	f.waitAll(t, "working")
-	if len(running("sleep", nap)) != 2 {
-		t.Fatalf("want the two remote sleeps running, found %v", running("sleep", nap))
-	}
+	proctest.WaitRunning(t, 2, "sleep", nap)
 	p.cmd.Process.Signal(os.Interrupt)
 	out, st := p.wait()
 	if st.ExitCode() != 1 {
 		t.Errorf("orch exited %v, want 1:\n%s\n%s", st, out, p.err)
 	}
-	waitGone(t, "sleep", nap)
+	proctest.WaitGone(t, "sleep", nap)
 	for _, h := range f.Hosts {
 		if got := strings.Join(lines(t, f.path(h.Name, "log")), " "); got != "prepared undoing undone" {
 			t.Errorf("%s: log %q, want the undo to have run", h.Name, got)
@@ -336,8 +295,8 @@ func TestSecondSIGINTQuitsAtOnce(t *testing.T) {
 	if ws := st.Sys().(syscall.WaitStatus); !ws.Signaled() || ws.Signal() != syscall.SIGINT {
 		t.Errorf("orch ended with %v, want killed by the second SIGINT", st)
 	}
-	waitGone(t, "sleep", nap)
-	waitGone(t, "sleep", undoNap)
+	proctest.WaitGone(t, "sleep", nap)
+	proctest.WaitGone(t, "sleep", undoNap)
 	for _, h := range f.Hosts {
 		if got := strings.Join(lines(t, f.path(h.Name, "log")), " "); got != "prepared undoing" {
 			t.Errorf("%s: log %q, want the undo cut short", h.Name, got)
@@ -374,7 +333,7 @@ def main(ctx):
     ctx.apply("all", lambda h: command("touch %s/other" % h.vars["root"]))
 `), 0o644)
 	holder := f.start(t, f.runArgs("hold.star")...)
-	waitFile(t, f.path("h1", "holding"))
+	proctest.WaitFile(t, f.path("h1", "holding"))
 	out, code := f.orch(t, f.runArgs("other.star")...)
 	host, _ := os.Hostname()
 	if code != 2 || !strings.Contains(out, fmt.Sprintf("host h1 (ssh %s) is in use by a run in progress: run %s, pid %d, by ", f.Hosts[0].Addr(), holder.runID, holder.cmd.Process.Pid)) ||

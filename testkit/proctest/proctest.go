@@ -41,17 +41,17 @@ func WaitGone(t testing.TB, argv ...string) {
 	t.Errorf("still running: %q (pids %v)", argv, Running(argv...))
 }
 
-// WaitRunning waits until a process runs argv, and fails the test if none
-// does within a minute.
-func WaitRunning(t testing.TB, argv ...string) {
+// WaitRunning waits until n processes run argv, and fails the test if
+// they do not within a minute.
+func WaitRunning(t testing.TB, n int, argv ...string) {
 	t.Helper()
 	for range 6000 {
-		if len(Running(argv...)) > 0 {
+		if len(Running(argv...)) >= n {
 			return
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	t.Fatalf("no process runs %q", argv)
+	t.Fatalf("%d processes run %q, want %d", len(Running(argv...)), argv, n)
 }
 
 // WaitFile waits until path exists (the far side of a test reached a
