@@ -184,21 +184,23 @@ func GroupScript(script string) string {
 	return "{\n" + watchdog + script + "\nexit $?\n}\n"
 }
 
-// watchdog runs in the background with the script's stdin on fd 3. The
-// process group is read at the start, while the shell surely lives; it is
-// the script's own only if the shell leads it, as sshd and the local
-// connection make it do. Otherwise (docker's exec wrapper, a caller that
-// runs sh in its own group) the watchdog ends nothing and leaves that to
-// the caller, which knows the group: it never signals a group that is not
-// the script's. Both loops
+// watchdog runs in the background with the script's stdin on fd 3. When
+// it must act, it reads its own process group, which is the script's (the
+// shell may be gone by then); that group is the script's own only if the
+// shell leads it, as sshd and the local connection make it do. Otherwise
+// (docker's exec wrapper, a caller that runs sh in its own group) the
+// watchdog ends nothing and leaves that to the caller, which knows the
+// group: it never signals a group that is not the script's. Both loops
 // ignore TERM and HUP so that they outlive the group's TERM (and a hangup
 // sshd may send) and send KILL after a grace period. A shell that is a
 // zombie (its parent gone, not yet reaped) counts as dead.
 const watchdog = `exec 3<&0
-_orch_pg=
-{ read -r _ _ _ _ _orch_pg _ < /proc/$$/stat; } 2>/dev/null || _orch_pg=$(ps -o pgid= -p $$ 2>/dev/null | tr -d ' ')
-[ "$_orch_pg" = $$ ] || _orch_pg=
-_orch_end() { [ -n "$_orch_pg" ] || exit 0; kill -TERM "-$_orch_pg" 2>/dev/null; sleep 2; kill -KILL "-$_orch_pg" 2>/dev/null; }
+_orch_end() {
+  _orch_pg=
+  { read -r _ _ _ _ _orch_pg _ < /proc/self/stat; } 2>/dev/null || _orch_pg=$(ps -o pgid= -p "$(sh -c 'echo $PPID')" 2>/dev/null | tr -d ' ')
+  [ "$_orch_pg" = $$ ] || exit 0
+  kill -TERM "-$_orch_pg" 2>/dev/null; sleep 2; kill -KILL "-$_orch_pg" 2>/dev/null
+}
 _orch_alive() {
   kill -0 "$1" 2>/dev/null || return 1
   if [ -r "/proc/$1/stat" ]; then { IFS= read -r _orch_s < "/proc/$1/stat"; } 2>/dev/null; _orch_s=${_orch_s##*) }
