@@ -84,15 +84,16 @@ func becomeScript(id identity, script, password, marker string) (string, error) 
 }
 
 // privilegedWatchdog ends the privileged script's process group once the
-// login shell ($1; $2 is its parent) or the privileged shell itself is gone without the
-// script having finished (a script that finishes kills its watchdog first,
-// in its EXIT trap).
+// login shell ($1) is gone while the script still runs. sudo without a
+// terminal keeps the command in the login shell's group, which that shell
+// leads; a group led by neither shell is not the script's, and is left
+// alone.
 const privilegedWatchdog = `( trap '' TERM
   while kill -0 "$1" 2>/dev/null && kill -0 $$ 2>/dev/null; do sleep 1; done
   _orch_pg=
   { read -r _ _ _ _ _orch_pg _ < /proc/self/stat; } 2>/dev/null || _orch_pg=$(ps -o pgid= -p "$(sh -c 'echo $PPID')" 2>/dev/null)
   _orch_pg=$(echo $_orch_pg)
-  [ -n "$_orch_pg" ] && { [ "$_orch_pg" = "$1" ] || [ "$_orch_pg" = "$2" ]; } || exit 0
+  [ "$_orch_pg" = $$ ] || [ "$_orch_pg" = "$1" ] || exit 0
   kill -TERM "-$_orch_pg" 2>/dev/null; sleep 2; kill -KILL "-$_orch_pg" 2>/dev/null
 ) </dev/null >/dev/null 2>&1 &
 _orch_pwd=$!

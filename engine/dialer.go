@@ -34,7 +34,7 @@ func (r *run) dialHost(ctx context.Context, h *inventory.Host) (conn.Conn, error
 		return nil, fmt.Errorf("%s: connection %q is not one orch has (it has %s)", h.Name, name, strings.Join(conn.Names(), ", "))
 	}
 	settings := r.opts.SSH
-	pinned := r.j.pinnedKeysFile()
+	pinned := r.pinnedKeysFile()
 	settings.ExtraKnownHosts = append(settings.ExtraKnownHosts[:len(settings.ExtraKnownHosts):len(settings.ExtraKnownHosts)], pinned)
 	return dial(ctx, conn.DialRequest{Host: h, SSH: settings, DockerHost: r.opts.DockerHost, Warn: r.warn, Parent: r.parent, Shared: &r.shared})
 }

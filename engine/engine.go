@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -32,15 +34,26 @@ type Options struct {
 	Forks int               // hosts worked on at once; 0 means 100
 	Limit string            // host pattern every apply is restricted to
 	Args  map[string]string // -e k=v, as ctx.args
+	// SecretArgs names the Args whose values are secrets: masked in
+	// run.json, and never in events, the journal or errors.
+	SecretArgs []string
 
-	StateDir string // journal and locks; "" means DefaultStateDir
-	// Inventories name the inventory's sources, for the journal and the
-	// run lock: runs of one plan with the same Inventories and StateDir
-	// exclude each other (*LockedError). Name an inventory built in code
-	// here when such runs may overlap.
-	Inventories []string
-	Resume      string // run ID whose completed steps are skipped
-	RunID       string // "" means a new ID
+	StateDir    string   // journal, locks, pinned host keys; "" means DefaultStateDir
+	Inventories []string // inventory sources, for the journal and the plan's lock
+	RunID       string   // "" means a new ID
+
+	// Resume is the ID of a run whose completed steps are skipped. The
+	// run refuses, before touching anything, when the plan's files or the
+	// resolved inventory changed since that run (a *ResumeChangedError),
+	// unless ResumeForce is set.
+	Resume      string
+	ResumeForce bool
+
+	// Journals keeps the run's journal and Locks its locks; nil means
+	// FileStore and FileLocks under StateDir. See store.go for the
+	// contracts a shared store (etcd, Consul) would implement.
+	Journals JournalStore
+	Locks    LockStore
 
 	// Event is the webhook delivery that started the run (orch serve),
 	// which the plan sees as ctx.event.
@@ -63,6 +76,9 @@ type Options struct {
 	// user; "" means sudo must not ask for one. It never reaches events or
 	// the journal.
 	BecomePassword string
+	// Secrets are further values that must never reach events, the
+	// journal or errors (cloud tokens, say): every occurrence is masked.
+	Secrets []string
 	// ExecTimeout bounds every remote exchange; an exchange that takes
 	// longer fails and its processes on the host are ended. 0 means none.
 	ExecTimeout time.Duration
@@ -80,8 +96,9 @@ type Report struct {
 	RunID   string
 	Summary Summary
 	Hosts   []HostReport // in the order hosts were first worked on
-	// Touched is true once any host was contacted or any step started.
-	// A plan error with Touched false was found before anything changed.
+	// Touched is true once any host was contacted or a controller-side
+	// call acted. A plan error (or a held lock) with Touched false was
+	// found before anything changed.
 	Touched bool
 }
 
@@ -107,17 +124,20 @@ type HostReport struct {
 // Hosts that fail or cannot be reached are in the report (Status Failed,
 // Unreachable) and fail the run only when an apply allows fewer failures.
 // Runs share no state beyond their StateDir: many may run at once in one
-// process.
+// process. When ctx ends (Ctrl-C), remote commands are ended, the
+// journal records the interruption, the undos of completed steps run and
+// the locks are released before Run returns.
 func Run(ctx context.Context, p *plan.Plan, inv *inventory.Inventory, opts Options) (*Report, error) {
 	ctx, cancel := withRunTimeout(ctx, opts.Timeout)
 	defer cancel()
 	r, err := newRun(p, inv, opts)
 	if err != nil {
-		return &Report{}, err
+		return &Report{}, r.secrets.err(err)
 	}
-	r.emit(Event{Event: "run_start", RunID: r.id, Plan: p.Path, Check: opts.Check})
-	err = p.Run(ctx, r, plan.RunOptions{Check: opts.Check, Args: opts.Args, Vars: allVars(inv), RunID: r.id, Event: opts.Event, Endpoints: opts.Endpoints})
-	return r.finish(err)
+	return r.execute(ctx, func(ctx context.Context) error {
+		return p.Run(ctx, lockingRunner{r}, plan.RunOptions{Check: opts.Check, Args: opts.Args, Vars: allVars(r.full),
+			RunID: r.id, Event: opts.Event, Endpoints: opts.Endpoints})
+	})
 }
 
 func withRunTimeout(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
@@ -127,16 +147,40 @@ func withRunTimeout(ctx context.Context, timeout time.Duration) (context.Context
 	return context.WithTimeoutCause(ctx, timeout, fmt.Errorf("the run took longer than its timeout of %s", timeout))
 }
 
-// finish ends a run that started: it closes the connections, emits the
-// summary, closes the journal and returns the report with the run's error.
-func (r *run) finish(err error) (*Report, error) {
+// execute runs body as the run: it emits run_start, records an
+// interruption when ctx ends (body's undos then still run), and at the
+// end closes the connections and locks, emits the summary and closes the
+// journal, returning the report with the run's error.
+func (r *run) execute(ctx context.Context, body func(context.Context) error) (*Report, error) {
+	defer r.locks.Close() // after the connections close, below
 	defer r.pool.close()
+	r.emit(Event{Event: "run_start", RunID: r.id, Plan: r.plan.Path, Check: r.opts.Check})
+	r.noteStale(r.stale)
+
+	interrupted := make(chan struct{})
+	stopWatch := context.AfterFunc(ctx, func() {
+		defer close(interrupted)
+		msg := context.Cause(ctx).Error()
+		r.mu.Lock()
+		r.interrupted = msg
+		r.mu.Unlock()
+		r.emit(Event{Event: "interrupted", Msg: msg + ": ending remote commands, then running the undos of completed steps"})
+	})
+	err := body(ctx)
+	if !stopWatch() {
+		<-interrupted
+	}
 	if err == nil {
 		err = r.journalErr()
 	}
+	err = r.secrets.err(err)
 	rep := r.report()
 	r.emit(Event{Event: "summary", Summary: &rep.Summary})
-	if ferr := r.j.finish(err); err == nil && ferr != nil {
+	res := Result{OK: err == nil, Interrupted: r.interrupted, Finished: time.Now().UTC()}
+	if err != nil {
+		res.Error = err.Error()
+	}
+	if ferr := r.j.Finish(res); err == nil && ferr != nil {
 		err = ferr
 	}
 	return rep, err
@@ -151,34 +195,45 @@ func allVars(inv *inventory.Inventory) map[string]any {
 
 // run is the state of one run; it implements plan.Runner.
 type run struct {
-	id     string
-	plan   *plan.Plan
-	inv    *inventory.Inventory
-	opts   Options
-	start  time.Time
-	pool   *pool
-	shared conn.Shared // what the run's connections share (jump hosts)
-	forks  chan struct{}
-	j      *journal
+	id      string
+	plan    *plan.Plan
+	full    *inventory.Inventory // as given, before --limit
+	inv     *inventory.Inventory // within --limit; hosts join and leave
+	opts    Options
+	state   string // the state directory: pinned keys, pending handlers
+	start   time.Time
+	pool    *pool
+	shared  conn.Shared // what the run's connections share (jump hosts)
+	forks   chan struct{}
+	j       Journal
+	locks   LockSession
+	stale   []StaleLock                // locks taken over at the start
+	done    map[string]json.RawMessage // the resumed run's completed steps
+	secrets redactor
 
-	mu      sync.Mutex // guards the fields below and orders events
-	hosts   map[string]*HostReport
-	order   []string
-	touched bool
-	guards  map[string]GuardSummary
-	bootIDs map[string]string // the boot ID last seen of each host
-	warned  map[string]bool
-	jerr    error // the first journal write error
+	mu          sync.Mutex // guards the fields below, orders events and journal writes
+	hosts       map[string]*HostReport
+	order       []string
+	touched     bool
+	guards      map[string]GuardSummary
+	bootIDs     map[string]string // the boot ID last seen of each host
+	warned      map[string]bool
+	jerr        error           // the first journal write error
+	noted       map[string]bool // plan files whose digest is journaled
+	hostNotes   map[string]string
+	interrupted string // why ctx ended, once it did
+	pinMu       sync.Mutex
 }
 
 func newRun(p *plan.Plan, inv *inventory.Inventory, opts Options) (*run, error) {
 	if inv == nil {
 		inv = inventory.New()
 	}
+	full := inv
 	if opts.Limit != "" {
 		limited, err := inv.Limit(opts.Limit)
 		if err != nil {
-			return nil, fmt.Errorf("--limit: %w", err)
+			return &run{}, fmt.Errorf("--limit: %w", err)
 		}
 		inv = limited
 	}
@@ -186,28 +241,102 @@ func newRun(p *plan.Plan, inv *inventory.Inventory, opts Options) (*run, error) 
 	if forks <= 0 {
 		forks = 100 // all hosts, up to 100, hosts created at run time included
 	}
+	state := opts.StateDir
+	if state == "" {
+		state = ".orch"
+	}
 	r := &run{
-		plan:    p,
-		inv:     inv,
-		opts:    opts,
-		start:   time.Now(),
-		forks:   make(chan struct{}, forks),
-		hosts:   map[string]*HostReport{},
-		guards:  map[string]GuardSummary{},
-		bootIDs: map[string]string{},
-		warned:  map[string]bool{},
+		id:        opts.RunID,
+		plan:      p,
+		full:      full,
+		inv:       inv,
+		opts:      opts,
+		state:     state,
+		start:     time.Now(),
+		forks:     make(chan struct{}, forks),
+		secrets:   newRedactor(secretValues(opts)),
+		hosts:     map[string]*HostReport{},
+		guards:    map[string]GuardSummary{},
+		bootIDs:   map[string]string{},
+		warned:    map[string]bool{},
+		noted:     map[string]bool{},
+		hostNotes: map[string]string{},
 	}
-	j, err := openJournal(p, opts)
-	if err != nil {
-		return nil, err
+	if r.id == "" {
+		r.id = newRunID()
 	}
-	r.j, r.id = j, j.id
+	if err := r.open(); err != nil {
+		return r, err
+	}
 	dial := opts.Dial
 	if dial == nil {
 		dial = r.dialHost
 	}
 	r.pool = newPool(dial)
+	r.pool.beforeDial = func(h *inventory.Host) error { return r.lockHosts([]*inventory.Host{h}) }
+	r.pool.afterDial = r.replaceInjectedKey
 	return r, nil
+}
+
+// open takes the plan's lock, checks a resumed run's inputs, and starts
+// the journal.
+func (r *run) open() error {
+	opts := r.opts
+	journals, locks := opts.Journals, opts.Locks
+	if journals == nil {
+		journals = FileStore{Dir: r.state}
+	}
+	if locks == nil {
+		locks = FileLocks{Dir: filepath.Join(r.state, "locks")}
+	}
+	controller, _ := os.Hostname()
+	sess, err := locks.Session(LockHolder{RunID: r.id, PID: os.Getpid(), User: currentUser(), Host: controller, Since: time.Now().UTC()})
+	if err != nil {
+		return err
+	}
+	r.locks = sess
+	fail := func(err error) error {
+		sess.Close()
+		return err
+	}
+	if r.stale, err = sess.Lock([]string{planLockKey(r.plan.Path, opts.Inventories)}); err != nil {
+		var le *LockedError
+		if errors.As(err, &le) {
+			le.What = "this plan with the same inventory"
+		}
+		return fail(err)
+	}
+	rec := RunRecord{ID: r.id, Plan: r.plan.Path, Inventories: opts.Inventories, Args: maskArgs(opts.Args, opts.SecretArgs),
+		SecretArgs: opts.SecretArgs, BecomePassword: opts.BecomePassword != "",
+		Check: opts.Check, Diff: opts.Diff, Limit: opts.Limit, Forks: opts.Forks, ExecTimeout: opts.ExecTimeout,
+		KnownHosts: opts.SSH.KnownHosts, HostKeyCheck: opts.SSH.HostKeyCheck, ConnectTimeout: opts.SSH.ConnectTimeout,
+		ResumedFrom: opts.Resume, Started: time.Now().UTC(), Inventory: digestInventory(r.full)}
+	if abs, err := filepath.Abs(r.plan.Path); err == nil && fileExists(r.plan.Path) {
+		rec.Plan = abs
+	}
+	var carried map[string]string
+	if opts.Resume != "" {
+		hist, err := journals.Load(opts.Resume)
+		if err != nil {
+			return fail(fmt.Errorf("resume %s: %w", opts.Resume, err))
+		}
+		if changes := resumeChanges(hist, r.plan, r.full); len(changes) > 0 && !opts.ResumeForce {
+			return fail(&ResumeChangedError{RunID: opts.Resume, Changes: changes})
+		}
+		r.done, carried = hist.Done, hist.Files
+	}
+	// The files the resumed run's completed steps read stay part of what a
+	// later resume checks, since their steps are not run again.
+	if rec.PlanFiles, err = r.digestFiles(append(r.plan.FilesRead(), sortedKeys(carried)...)); err != nil {
+		return fail(fmt.Errorf("journal: %w", err))
+	}
+	for name := range rec.PlanFiles {
+		r.noted[name] = true
+	}
+	if r.j, err = journals.Create(rec); err != nil {
+		return fail(err)
+	}
+	return nil
 }
 
 // parent gives layered connections (a jail's) their host's connection.
@@ -220,9 +349,10 @@ func (r *run) parent(ctx context.Context, name string) (conn.Conn, error) {
 }
 
 func (r *run) emit(e Event) {
+	e = r.secrets.event(e)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err := r.j.event(e); err != nil && r.jerr == nil {
+	if err := r.j.Event(e); err != nil && r.jerr == nil {
 		r.jerr = err
 	}
 	if r.opts.OnEvent != nil {
@@ -311,14 +441,18 @@ func (r *run) CheckTry(t modules.CheckTry) {
 }
 
 // AddHost implements plan.Runner: a host created at run time joins the
-// inventory, and its pinned host key is recorded for strict verification.
-// A host that replaces one of the same name (a renamed machine) gets a
-// fresh connection and fresh facts.
+// inventory, and its pinned host key is recorded for strict verification
+// (and replaced at the first connection, see hostkey.go). A host that
+// replaces one of the same name (a renamed machine) gets a fresh
+// connection and fresh facts.
 func (r *run) AddHost(h *inventory.Host, knownHostsLine string) error {
 	if knownHostsLine != "" {
-		if err := r.j.pinKey(knownHostsLine); err != nil {
+		if err := r.pinKey(knownHostsLine); err != nil {
 			return err
 		}
+	}
+	if err := r.noteHost(h.Name, "added"); err != nil {
+		return err
 	}
 	r.pool.drop(h.Name)
 	return r.inv.Add(h)
@@ -330,20 +464,44 @@ func (r *run) Touch() { r.setTouched() }
 // RemoveHost implements plan.Runner: a deleted machine leaves the
 // inventory and its connection is closed.
 func (r *run) RemoveHost(name string) {
+	if err := r.noteHost(name, "removed"); err != nil {
+		r.mu.Lock()
+		if r.jerr == nil {
+			r.jerr = err
+		}
+		r.mu.Unlock()
+	}
 	r.inv.Remove(name)
 	r.pool.drop(name)
 }
 
 // StepDone implements plan.Runner.
-func (r *run) StepDone(name string) (json.RawMessage, bool) { return r.j.stepDone(name) }
+func (r *run) StepDone(name string) (json.RawMessage, bool) {
+	res, ok := r.done[name]
+	return res, ok
+}
 
 // Step implements plan.Runner: it journals the step (synced to disk, so a
 // killed run forgets no completed step) and emits step_start or step_end.
-// A journal that cannot be written fails the step: resuming would be
-// impossible.
+// Before a step is journaled as done, the digests of the plan's files read
+// so far are, so that a resume can tell whether what the step did still
+// matches the plan. A journal that cannot be written fails the step:
+// resuming would be impossible.
 func (r *run) Step(e plan.StepEvent) error {
-	r.setTouched()
-	if err := r.j.step(e.Name, string(e.Status), e.Result); err != nil {
+	status := string(e.Status)
+	if e.Status == plan.StepSkipped {
+		status = string(StepDone) // carried over from the resumed run
+	}
+	if e.Status == plan.StepDone || e.Status == plan.StepSkipped {
+		if err := r.noteFiles(); err != nil {
+			return fmt.Errorf("journaling step %q: %w", e.Name, err)
+		}
+	}
+	rec := StepRecord{Step: e.Name, Status: status, Result: r.secrets.json(e.Result)}
+	r.mu.Lock()
+	err := r.j.Step(rec)
+	r.mu.Unlock()
+	if err != nil {
 		return fmt.Errorf("journaling step %q: %w", e.Name, err)
 	}
 	ev := Event{Event: "step_end", Step: e.Name, Status: Status(e.Status), DurationMS: e.Duration.Milliseconds(), Irreversible: e.Irreversible}

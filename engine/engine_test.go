@@ -363,28 +363,52 @@ def main(ctx):
 
 // TestKilledRunLeavesNoStuckLock: a killed run cannot clean up, but the
 // kernel drops its flock, so the next run goes ahead although the lock file
-// still names the dead run.
+// still names the dead run, and says that it took the lock over.
 func TestKilledRunLeavesNoStuckLock(t *testing.T) {
 	inv, _ := localInventory(t, 1)
 	state := t.TempDir()
-	planFile := writeFile(t, "plan.star", "def main(ctx):\n    pass\n")
-	p, err := plan.Load(planFile)
+	planFile := writeFile(t, "plan.star", "def main(ctx):\n    ctx.apply(\"all\", lambda h: file(path = h.vars[\"root\"], state = \"directory\"))\n")
+	sess, err := FileLocks{Dir: filepath.Join(state, "locks")}.Session(LockHolder{RunID: "killed", PID: 1, User: "u", Host: "c"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Close()
-	j, err := openJournal(p, Options{StateDir: state, Inventories: []string{"inv"}, RunID: "killed"})
-	if err != nil {
+	if _, err := sess.Lock([]string{planLockKey(planFile, []string{"inv"}), "host local " + hostname(t)}); err != nil {
 		t.Fatal(err)
 	}
-	lock := j.lock.Name()
-	j.lock.Close() // what the kernel does for a killed process; the file keeps its content
-	if raw, _ := os.ReadFile(lock); !strings.Contains(string(raw), `"run_id":"killed"`) {
-		t.Fatalf("lock file holds %q", raw)
+	for _, f := range sess.(*fileLockSession).held {
+		f.Close() // what the kernel does for a killed process; the file keeps its content
 	}
-	if _, err := Run(context.Background(), p, inv, Options{StateDir: state, Inventories: []string{"inv"}}); err != nil {
+	_, rec, err := runPlan(t, planFile, inv, Options{StateDir: state, Inventories: []string{"inv"}})
+	if err != nil {
 		t.Fatalf("run after a killed run: %v", err)
 	}
+	var took []string
+	for _, e := range rec.of("warning") {
+		if strings.Contains(e.Msg, "took over the lock") && strings.Contains(e.Msg, "from run killed (pid 1, by u on c") {
+			took = append(took, e.Msg)
+		}
+	}
+	if len(took) != 2 {
+		t.Errorf("want two takeover notices (plan and host), got %q", took)
+	}
+	// The run released what it took: the files name no holder.
+	locks, _ := filepath.Glob(filepath.Join(state, "locks", "*.lock"))
+	for _, l := range locks {
+		if b, _ := os.ReadFile(l); len(b) != 0 {
+			t.Errorf("%s still holds %s", l, b)
+		}
+	}
+	if len(locks) != 2 {
+		t.Errorf("%d lock files, want 2", len(locks))
+	}
+}
+
+func hostname(t *testing.T) string {
+	name, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return name
 }
 
 func TestCancelEndsRemoteWork(t *testing.T) {

@@ -10,7 +10,9 @@ import (
 //
 // Kinds: run_start, apply_start, host_start, task, host_done, step_start,
 // step_end, check, guard (a guard's failed probe), guard_done, print,
-// warning and, last, summary.
+// warning, host_key (the injected host key of a new machine was replaced),
+// interrupted (the run's context ended: Ctrl-C, a deadline) and, last,
+// summary.
 type Event struct {
 	Event  string `json:"event"`
 	RunID  string `json:"run_id,omitempty"`

@@ -6,9 +6,11 @@ import (
 	"encoding/hex"
 	"fmt"
 	"path"
+	"strconv"
 	"strings"
 
 	"github.com/orch-dev/orch/engine/conn"
+	"github.com/orch-dev/orch/internal/shell"
 	"github.com/orch-dev/orch/inventory"
 )
 
@@ -76,7 +78,28 @@ func (hr *hostRun) upload(ctx context.Context, it *item) error {
 	if it.as.user != "" {
 		mode = 0o600 // the login user's until the apply copies it into place
 	}
-	return c.WriteFile(ctx, hr.uploadPath(it), up.Data, mode)
+	to := hr.uploadPath(it)
+	err = c.WriteFile(ctx, to, up.Data, mode)
+	if err != nil && strings.Contains(err.Error(), "SSH_FX_FAILURE") {
+		err = hr.explainUpload(ctx, c, to, len(up.Data), err)
+	}
+	return err
+}
+
+// explainUpload says why an SFTP write failed where the protocol cannot:
+// OpenSSH's sftp-server reports a full disk as a plain "Failure". One more
+// exchange reads the free space of the target's file system.
+func (hr *hostRun) explainUpload(ctx context.Context, c conn.Conn, to string, size int, err error) error {
+	res, derr := c.Exec(ctx, "df -Pk -- "+shell.Quote(path.Dir(to))+" | tail -n 1", nil)
+	fields := strings.Fields(string(res.Stdout))
+	if derr != nil || res.ExitCode != 0 || len(fields) < 4 {
+		return fmt.Errorf("%w (SFTP gives no reason: the file system may be full, read-only or out of inodes)", err)
+	}
+	free, perr := strconv.ParseInt(fields[3], 10, 64)
+	if perr == nil && free*1024 < int64(size) {
+		return fmt.Errorf("no space left on device: %s has %d KiB free and the file is %d KiB (%w)", path.Dir(to), free, (size+1023)/1024, err)
+	}
+	return fmt.Errorf("%w (SFTP gives no reason; %s has %s KiB free: it may be read-only or out of inodes)", err, path.Dir(to), fields[3])
 }
 
 func nonce() string {

@@ -97,9 +97,8 @@ func Converge(ctx context.Context, hosts []*inventory.Host, tasks []Task, opts C
 	pseudo := &plan.Plan{Path: "converge:" + name} // names the journal's run and lock
 	r, err := newRun(pseudo, inv, o)
 	if err != nil {
-		return &Report{}, err
+		return &Report{}, r.secrets.err(err)
 	}
-	r.emit(Event{Event: "run_start", RunID: r.id, Plan: pseudo.Path, Check: o.Check})
 
 	var targets []*inventory.Host
 	for _, h := range hosts {
@@ -126,8 +125,10 @@ func Converge(ctx context.Context, hosts []*inventory.Host, tasks []Task, opts C
 			}
 			return prepareTasks(all, env)
 		}}
-	_, err = r.Apply(ctx, req)
-	return r.finish(err)
+	return r.execute(ctx, func(ctx context.Context) error {
+		_, err := lockingRunner{r}.Apply(ctx, req)
+		return err
+	})
 }
 
 // prepareTasks makes one host's plan tasks from Go tasks, each with a copy

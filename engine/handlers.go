@@ -166,7 +166,7 @@ func (p pendingHandler) handler() modules.Handler {
 func (p pendingHandler) identity() identity { return identity{user: p.User, method: p.Method} }
 
 func (hr *hostRun) pendingFile() string {
-	return filepath.Join(hr.r.j.state, "handlers", safeName(hr.host.Name)+".json")
+	return filepath.Join(hr.r.state, "handlers", safeName(hr.host.Name)+".json")
 }
 
 // loadPending reads the handlers an earlier run left for this host.

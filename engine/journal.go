@@ -2,60 +2,36 @@ package engine
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
-
-	"github.com/orch-dev/orch/plan"
 )
 
-// The journal of a run lives in <state>/runs/<id>/:
+// FileStore keeps journals in a state directory, one folder per run:
 //
-//	run.json      what was run: plan, inventories, args, check, limit
-//	events.jsonl  every event, as streamed
-//	steps.jsonl   step records, for resume
-//	result.json   how the run ended
+//	runs/<id>/run.json      what was run (RunRecord), written atomically
+//	runs/<id>/events.jsonl  every event, one write(2) each
+//	runs/<id>/steps.jsonl   step records, each synced
+//	runs/<id>/notes.jsonl   files read and hosts added or removed, each synced
+//	runs/<id>/result.json   how the run ended, written atomically
 //
-// <state>/locks/ holds one lock per plan and inventory, and
-// <state>/known_hosts the host keys orch pinned for machines it created.
-type journal struct {
-	id    string
-	dir   string
-	state string
-	lock  *os.File // held with flock for the whole run
-
-	mu     sync.Mutex
-	events *os.File
-	steps  *os.File
-	done   map[string]json.RawMessage // resumed run's completed steps
+// The same directory holds locks/ (FileLocks), known_hosts (the host keys
+// orch pinned for machines it created) and handlers/ (pending handlers).
+type FileStore struct {
+	Dir string
 }
 
-// RunRecord is run.json: enough to resume a run.
-type RunRecord struct {
-	ID          string            `json:"id"`
-	Plan        string            `json:"plan"`
-	Inventories []string          `json:"inventories,omitempty"`
-	Args        map[string]string `json:"args,omitempty"`
-	Check       bool              `json:"check,omitempty"`
-	Diff        bool              `json:"diff,omitempty"`
-	Limit       string            `json:"limit,omitempty"`
-	Forks       int               `json:"forks,omitempty"`
-	// SSH trust, so a resumed run checks host keys as the first one did.
-	KnownHosts     []string      `json:"known_hosts,omitempty"`
-	HostKeyCheck   string        `json:"host_key_check,omitempty"`
-	ConnectTimeout time.Duration `json:"connect_timeout,omitempty"`
-	ResumedFrom    string        `json:"resumed_from,omitempty"`
-	Started        time.Time     `json:"started"`
-}
+var _ JournalStore = FileStore{}
 
 // DefaultStateDir is where runs are journaled when Options.StateDir is
 // empty: .orch in the working directory. (cmd/orch uses $ORCH_STATE
@@ -68,58 +44,74 @@ func newRunID() string {
 	return time.Now().UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b[:])
 }
 
-func openJournal(p *plan.Plan, opts Options) (*journal, error) {
-	state := opts.StateDir
-	if state == "" {
-		state = DefaultStateDir
+// Create implements JournalStore.
+func (s FileStore) Create(rec RunRecord) (Journal, error) {
+	if !validRunID(rec.ID) {
+		return nil, fmt.Errorf("journal: %q cannot name a run", rec.ID)
 	}
-	id := opts.RunID
-	if id == "" {
-		id = newRunID()
-	}
-	j := &journal{id: id, state: state, dir: filepath.Join(state, "runs", id)}
-	if err := os.MkdirAll(j.dir, 0o700); err != nil {
+	dir := filepath.Join(s.Dir, "runs", rec.ID)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
-	if err := j.acquireLock(p.Path, opts.Inventories); err != nil {
-		os.RemoveAll(j.dir)
-		return nil, err
+	b, err := json.MarshalIndent(rec, "", "  ")
+	if err == nil {
+		err = writeFileAtomic(filepath.Join(dir, "run.json"), b)
 	}
-	if opts.Resume != "" {
-		done, err := completedSteps(filepath.Join(state, "runs", opts.Resume, "steps.jsonl"))
+	j := &fileJournal{dir: dir}
+	for _, f := range []struct {
+		name string
+		to   **os.File
+	}{{"events.jsonl", &j.events}, {"steps.jsonl", &j.steps}, {"notes.jsonl", &j.notes}} {
 		if err != nil {
-			j.releaseLock()
-			os.RemoveAll(j.dir)
-			return nil, fmt.Errorf("resume %s: %w", opts.Resume, err)
+			break
 		}
-		j.done = done
+		*f.to, err = os.OpenFile(filepath.Join(dir, f.name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	}
-	rec := RunRecord{ID: id, Plan: p.Path, Inventories: opts.Inventories, Args: opts.Args,
-		Check: opts.Check, Diff: opts.Diff, Limit: opts.Limit, Forks: opts.Forks,
-		KnownHosts: opts.SSH.KnownHosts, HostKeyCheck: opts.SSH.HostKeyCheck, ConnectTimeout: opts.SSH.ConnectTimeout,
-		ResumedFrom: opts.Resume, Started: time.Now().UTC()}
-	if abs, err := filepath.Abs(p.Path); err == nil && fileExists(p.Path) {
-		rec.Plan = abs
-	}
-	b, _ := json.MarshalIndent(rec, "", "  ")
-	if err := writeFileAtomic(filepath.Join(j.dir, "run.json"), b); err != nil {
-		j.releaseLock()
-		return nil, fmt.Errorf("journal: %w", err)
-	}
-	var err error
-	if j.events, err = os.OpenFile(filepath.Join(j.dir, "events.jsonl"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
-		j.releaseLock()
-		return nil, fmt.Errorf("journal: %w", err)
-	}
-	if j.steps, err = os.OpenFile(filepath.Join(j.dir, "steps.jsonl"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
-		j.events.Close()
-		j.releaseLock()
+	if err != nil {
+		j.close()
 		return nil, fmt.Errorf("journal: %w", err)
 	}
 	return j, nil
 }
 
-func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+// Load implements JournalStore.
+func (s FileStore) Load(id string) (*History, error) {
+	rec, err := ReadRunRecord(s.Dir, id)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(s.Dir, "runs", id)
+	h := &History{Record: rec, Files: map[string]string{}, Hosts: map[string]string{}}
+	for name, d := range rec.PlanFiles {
+		h.Files[name] = d
+	}
+	f, err := os.Open(filepath.Join(dir, "steps.jsonl"))
+	if err != nil {
+		return nil, fmt.Errorf("run %s: %w", id, err)
+	}
+	h.Done, err = completedSteps(f)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("run %s: steps.jsonl: %w", id, err)
+	}
+	// Runs journaled before notes existed have none: nothing to add.
+	if f, err := os.Open(filepath.Join(dir, "notes.jsonl")); err == nil {
+		notes, err := readNotes(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("run %s: notes.jsonl: %w", id, err)
+		}
+		for _, n := range notes {
+			switch {
+			case n.File != "":
+				h.Files[n.File] = n.Digest
+			case n.Host != "":
+				h.Hosts[n.Host] = n.Change
+			}
+		}
+	}
+	return h, nil
+}
 
 // ReadRunRecord reads run.json of an earlier run, for `orch resume`;
 // stateDir "" means DefaultStateDir. The error names a run that does
@@ -128,24 +120,117 @@ func ReadRunRecord(stateDir, id string) (RunRecord, error) {
 	if stateDir == "" {
 		stateDir = DefaultStateDir
 	}
-	var rec RunRecord
+	if !validRunID(id) {
+		return RunRecord{}, fmt.Errorf("%q is not a run ID (the folder names under %s)", id, filepath.Join(stateDir, "runs"))
+	}
 	b, err := os.ReadFile(filepath.Join(stateDir, "runs", id, "run.json"))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return rec, fmt.Errorf("no run %s under %s", id, filepath.Join(stateDir, "runs"))
+			return RunRecord{}, fmt.Errorf("no run %s under %s", id, filepath.Join(stateDir, "runs"))
 		}
-		return rec, err
+		return RunRecord{}, err
 	}
-	return rec, json.Unmarshal(b, &rec)
+	rec, err := parseRunRecord(b)
+	if err != nil {
+		return rec, fmt.Errorf("run %s: run.json: %w", id, err)
+	}
+	if rec.ID != id {
+		return rec, fmt.Errorf("run %s: run.json is the record of run %q", id, rec.ID)
+	}
+	return rec, nil
 }
 
-// event appends an event with one write(2), so a killed run loses at most
-// the event in flight; host outcomes and the summary are also synced to
-// disk. The caller orders the calls.
-func (j *journal) event(e Event) error {
-	if j.events == nil {
-		return nil
+// validRunID accepts what can name a run's folder: no separators, no dot
+// names, no control characters.
+func validRunID(id string) bool {
+	if id == "" || id == "." || id == ".." || len(id) > 200 {
+		return false
 	}
+	for _, r := range id {
+		if r == '/' || r == '\\' || r < ' ' || r == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// parseRunRecord decodes run.json. Every field but the ID and the plan is
+// optional, so that records of older orch versions still resume.
+func parseRunRecord(b []byte) (RunRecord, error) {
+	var rec RunRecord
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return RunRecord{}, err
+	}
+	switch {
+	case rec.ID == "":
+		return rec, errors.New("no run ID")
+	case rec.Plan == "":
+		return rec, errors.New("no plan")
+	}
+	return rec, nil
+}
+
+// completedSteps reads a steps journal: the steps whose last record is
+// "done", with their results. A line that does not parse is a record torn
+// by a crash mid-write; it counts as not written.
+func completedSteps(r io.Reader) (map[string]json.RawMessage, error) {
+	last := map[string]StepRecord{}
+	err := eachLine(r, func(line []byte) {
+		var rec StepRecord
+		if json.Unmarshal(line, &rec) != nil || rec.Step == "" {
+			return
+		}
+		switch rec.Status {
+		case string(StepDone), string(StepUndone), string(StepFailed):
+			last[rec.Step] = rec
+		}
+	})
+	done := map[string]json.RawMessage{}
+	for name, rec := range last {
+		if rec.Status == string(StepDone) {
+			done[name] = rec.Result
+		}
+	}
+	return done, err
+}
+
+// readNotes reads a notes journal, skipping torn records.
+func readNotes(r io.Reader) ([]Note, error) {
+	var notes []Note
+	err := eachLine(r, func(line []byte) {
+		var n Note
+		if json.Unmarshal(line, &n) != nil {
+			return
+		}
+		if (n.File != "" && n.Digest != "") || (n.Host != "" && (n.Change == "added" || n.Change == "removed")) {
+			notes = append(notes, n)
+		}
+	})
+	return notes, err
+}
+
+// eachLine calls fn with every non-empty line; records are at most 64 MiB.
+func eachLine(r io.Reader, fn func([]byte)) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(nil, 64<<20)
+	for sc.Scan() {
+		if line := bytes.TrimSpace(sc.Bytes()); len(line) > 0 {
+			fn(line)
+		}
+	}
+	return sc.Err()
+}
+
+// fileJournal is one run's journal in a FileStore.
+type fileJournal struct {
+	dir                  string
+	events, steps, notes *os.File
+}
+
+// Event appends an event with one write(2), so a killed run loses at most
+// the event in flight; host outcomes, interruptions and the summary are
+// also synced to disk.
+func (j *fileJournal) Event(e Event) error {
 	b, err := json.Marshal(e)
 	if err != nil {
 		return err
@@ -153,89 +238,57 @@ func (j *journal) event(e Event) error {
 	if _, err := j.events.Write(append(b, '\n')); err != nil {
 		return err
 	}
-	if e.Event == "host_done" || e.Event == "summary" {
+	switch e.Event {
+	case "host_done", "interrupted", "summary":
 		return j.events.Sync()
 	}
 	return nil
 }
 
-type stepRecord struct {
-	Step   string          `json:"step"`
-	Status string          `json:"status"`
-	Result json.RawMessage `json:"result,omitempty"`
-}
-
-// step journals a step record and syncs it: a killed run must not forget a
+// Step appends a step record and syncs it: a killed run must not forget a
 // step that completed.
-func (j *journal) step(name, status string, result json.RawMessage) error {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if status == "skipped" {
-		status = "done" // carried over from the resumed run
-	}
-	b, err := json.Marshal(stepRecord{Step: name, Status: status, Result: result})
+func (j *fileJournal) Step(s StepRecord) error { return appendSynced(j.steps, s) }
+
+// Note appends a note and syncs it.
+func (j *fileJournal) Note(n Note) error { return appendSynced(j.notes, n) }
+
+func appendSynced(f *os.File, v any) error {
+	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	if _, err := j.steps.Write(append(b, '\n')); err != nil {
+	if _, err := f.Write(append(b, '\n')); err != nil {
 		return err
 	}
-	return j.steps.Sync()
+	return f.Sync()
 }
 
-func (j *journal) stepDone(name string) (json.RawMessage, bool) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	r, ok := j.done[name]
-	return r, ok
-}
-
-// completedSteps reads a steps journal: steps whose last record is "done".
-func completedSteps(path string) (map[string]json.RawMessage, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
+// Finish writes result.json and closes the journal's files.
+func (j *fileJournal) Finish(r Result) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err == nil {
+		err = writeFileAtomic(filepath.Join(j.dir, "result.json"), b)
 	}
-	defer f.Close()
-	last := map[string]stepRecord{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 64<<20)
-	for sc.Scan() {
-		var rec stepRecord
-		if json.Unmarshal(sc.Bytes(), &rec) != nil {
-			continue // a torn last line from a killed run
-		}
-		if rec.Status == "done" || rec.Status == "undone" || rec.Status == "failed" {
-			last[rec.Step] = rec
-		}
-	}
-	done := map[string]json.RawMessage{}
-	for name, rec := range last {
-		if rec.Status == "done" {
-			done[name] = rec.Result
-		}
-	}
-	return done, sc.Err()
-}
-
-func (j *journal) finish(runErr error) error {
-	res := map[string]any{"ok": runErr == nil, "finished": time.Now().UTC()}
-	if runErr != nil {
-		res["error"] = runErr.Error()
-	}
-	b, _ := json.MarshalIndent(res, "", "  ")
-	err := writeFileAtomic(filepath.Join(j.dir, "result.json"), b)
-	if cerr := j.events.Close(); err == nil {
+	if cerr := j.close(); err == nil {
 		err = cerr
 	}
-	if cerr := j.steps.Close(); err == nil {
-		err = cerr
-	}
-	j.releaseLock()
 	if err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
 	return nil
+}
+
+func (j *fileJournal) close() error {
+	var first error
+	for _, f := range []*os.File{j.events, j.steps, j.notes} {
+		if f == nil {
+			continue
+		}
+		if err := f.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 // writeFileAtomic writes a file through a synced temporary file and a

@@ -16,6 +16,11 @@ import (
 // asks for the host.
 type pool struct {
 	dial func(context.Context, *inventory.Host) (conn.Conn, error)
+	// beforeDial runs before a host is first dialled (the run locks it);
+	// its error fails the dial. afterDial sees each fresh connection and
+	// may replace it (by one verified with a new host key).
+	beforeDial func(*inventory.Host) error
+	afterDial  func(context.Context, *inventory.Host, conn.Conn) conn.Conn
 
 	mu      sync.Mutex
 	conns   map[string]*poolEntry
@@ -60,7 +65,14 @@ func (p *pool) get(ctx context.Context, h *inventory.Host) (conn.Conn, error) {
 	if e.err != nil {
 		return nil, e.err
 	}
-	c, err := p.dial(ctx, h)
+	var err error
+	if p.beforeDial != nil {
+		err = p.beforeDial(h)
+	}
+	var c conn.Conn
+	if err == nil {
+		c, err = p.dial(ctx, h)
+	}
 	if err != nil {
 		var ue *UnreachableError
 		if !errors.As(err, &ue) {
@@ -68,6 +80,9 @@ func (p *pool) get(ctx context.Context, h *inventory.Host) (conn.Conn, error) {
 		}
 		e.err = err
 		return nil, err
+	}
+	if p.afterDial != nil {
+		c = p.afterDial(ctx, h, c)
 	}
 	e.c, e.lost = c, false
 	return c, nil

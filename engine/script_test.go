@@ -10,10 +10,9 @@ import (
 	"github.com/orch-dev/orch/modules"
 )
 
-// runScript runs a script as connections do, through the local one: on
-// sh's standard input, in GroupScript's group, with that input held open
-// until the script exits (its watchdog takes a closed input for a lost
-// session and ends the script's process group).
+// runScript runs a script the way connections do: on sh's standard input,
+// in GroupScript's group, with that input held open until sh exits (a
+// closed input tells GroupScript's watchdog the session is gone).
 func runScript(t *testing.T, s *script) map[sectionID]*section {
 	t.Helper()
 	res, err := (&conn.Local{}).Exec(context.Background(), s.String(), nil)

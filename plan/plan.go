@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 
 	"go.starlark.net/resolve"
 	"go.starlark.net/starlark"
@@ -39,6 +40,7 @@ type Plan struct {
 	progs   map[string]*starlark.Program
 	env     starlark.StringDict // the predeclared names it was compiled with
 	closer  func() error
+	read    *sync.Map // names of the files read through Files, for FilesRead
 }
 
 // Error is a plan error with its position, such as a syntax error or an
@@ -103,16 +105,18 @@ func LoadFS(files fs.FS, name, display string) (*Plan, error) {
 }
 
 func load(display string, files fs.FS, name string, closer func() error) (*Plan, error) {
+	read := &sync.Map{}
 	p := &Plan{
 		Path:    display,
-		Files:   planFolder{files},
+		Files:   planFolder{files, read},
 		name:    name,
 		display: strings.TrimSuffix(display, path.Base(name)),
 		progs:   map[string]*starlark.Program{},
 		env:     predeclared(),
 		closer:  closer,
+		read:    read,
 	}
-	src, err := fs.ReadFile(files, name)
+	src, err := fs.ReadFile(p.Files, name)
 	if err != nil {
 		return nil, fmt.Errorf("plan %s: %w", display, err)
 	}
@@ -131,8 +135,12 @@ func load(display string, files fs.FS, name string, closer func() error) (*Plan,
 
 // planFolder is the plan's folder as plans and modules read it. It refuses
 // a path that leaves the folder (.., absolute, or through a symlink, which
-// os.Root already refuses) with an error that says so.
-type planFolder struct{ fs.FS }
+// os.Root already refuses) with an error that says so, and remembers the
+// files opened, so that a resumed run can tell whether they changed.
+type planFolder struct {
+	fs.FS
+	read *sync.Map
+}
 
 var errOutsideFolder = errors.New("outside the plan's folder; plans read files only under their own folder")
 
@@ -142,7 +150,24 @@ func (f planFolder) Open(name string) (fs.File, error) {
 	if err != nil && (!fs.ValidPath(name) || errors.As(err, &pe) && pe.Err.Error() == "path escapes from parent") {
 		return nil, &fs.PathError{Op: "read", Path: name, Err: errOutsideFolder}
 	}
+	if err == nil && f.read != nil {
+		if fi, serr := file.Stat(); serr == nil && fi.Mode().IsRegular() {
+			f.read.Store(name, true)
+		}
+	}
 	return file, err
+}
+
+// FilesRead lists, sorted, the files of the plan's folder read so far: the
+// plan's sources, loaded when the plan was, and the files its modules read
+// since (src=, template=).
+func (p *Plan) FilesRead() []string {
+	var names []string
+	if p.read != nil {
+		p.read.Range(func(k, _ any) bool { names = append(names, k.(string)); return true })
+	}
+	slices.Sort(names)
+	return names
 }
 
 // Close releases the plan's folder.

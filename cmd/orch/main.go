@@ -30,10 +30,11 @@ const (
 	usageHeader = `orch: agentless push orchestration with Starlark plans
 
 Usage:
-  orch run PLAN [-i INV]... [--check] [--diff] [--limit PATTERN] [--forks N] [-e K=V]... [--json] [--lab]
+  orch run PLAN [-i INV]... [--check] [--diff] [--limit PATTERN] [--forks N] [-e K=V]... [--secret-arg K]...
+               [--timeout D] [--ask-become-pass] [--json] [--lab]
   orch inventory [-i INV]... [--limit PATTERN] [--json] [--lab]
   orch modules [NAME]
-  orch resume RUN_ID [--json]
+  orch resume RUN_ID [--force] [-e K=V]... [--json]
   orch serve --listen ADDR --plan PLAN [-i INV]... --secret-env VAR [-e K=V]... [--run-timeout 30m] [--queue 8]
   orch lab up|down|status [--json]|env
 

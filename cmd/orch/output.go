@@ -190,6 +190,10 @@ func (r *renderer) format(e engine.Event) string {
 		return e.Msg
 	case "warning":
 		return "warning: " + e.Msg
+	case "host_key":
+		return fmt.Sprintf("  %s: %s", e.Host, e.Msg)
+	case "interrupted":
+		return "interrupted: " + e.Msg + " (interrupt again to quit at once)"
 	}
 	return ""
 }

@@ -49,10 +49,14 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	}
 	// The plan's commands on this machine must not be able to read it.
 	os.Unsetenv(secretEnv)
+	if err := c.readBecomePassword(&f, false); err != nil {
+		return err
+	}
 	opts, err := f.engineOptions()
 	if err != nil {
 		return err
 	}
+	opts.Secrets = cloudTokens()
 	// Load both now, so that a mistake fails here and not at the first
 	// delivery; each delivery loads them again.
 	p, err := plan.Load(planPath)

@@ -172,34 +172,52 @@ func (l *Local) Close() error { return nil }
 //
 // The group starts a watchdog that waits on the script's standard input,
 // which connections keep open until the script exits; the script itself
-// reads /dev/null. When it closes
-// first (the run was cancelled, or an exchange timed out, and the session
-// is gone), the watchdog ends the script's whole process group, so no
-// remote process outlives the session that started it.
+// reads /dev/null. When it closes first (the run was cancelled, an exchange
+// timed out, the controller died and the session is gone), the watchdog
+// ends the script's whole process group, so no remote process outlives the
+// session that started it. A second loop watches the script's shell: if
+// the shell dies without exiting (killed by a signal, as sshd's session may
+// be), it ends what is left of the group too, and with it the watchdog,
+// which would otherwise hold a session open whose stdin and stdout share
+// one socket. When the script exits, it ends both loops and nothing else.
 func GroupScript(script string) string {
 	return "{\n" + watchdog + script + "\nexit $?\n}\n"
 }
 
-// watchdog runs in the background with the script's stdin on fd 3. It
-// ignores TERM so that it outlives its own group's TERM and sends KILL
-// after a grace period. It kills only a group that the script's shell (or
-// the login shell that started it) leads, as under sshd, docker exec and
-// conn.Local: never the group of whatever else ran sh. sshd may give a session one socket for stdin and
-// stdout, so a watchdog that outlived the script would hold the session
-// open: the script kills it when it exits, and a second background loop
-// does when the script's shell dies without exiting (killed).
+// watchdog runs in the background with the script's stdin on fd 3. When
+// it must act, it reads its own process group, which is the script's (the
+// shell may be gone by then); that group is the script's own only if the
+// shell leads it, as sshd and the local connection make it do. Otherwise
+// (docker's exec wrapper, a caller that runs sh in its own group) the
+// watchdog ends nothing and leaves that to the caller, which knows the
+// group: it never signals a group that is not the script's. Both loops
+// ignore TERM and HUP so that they outlive the group's TERM (and a hangup
+// sshd may send) and send KILL after a grace period. A shell that is a
+// zombie (its parent gone, not yet reaped) counts as dead.
 const watchdog = `exec 3<&0
-( trap '' TERM
-  while IFS= read -r _orch_w <&3; do :; done
+_orch_end() {
   _orch_pg=
-  { read -r _ _ _ _ _orch_pg _ < /proc/self/stat; } 2>/dev/null || _orch_pg=$(ps -o pgid= -p "$(sh -c 'echo $PPID')" 2>/dev/null)
-  _orch_pg=$(echo $_orch_pg)
-  [ -n "$_orch_pg" ] && { [ "$_orch_pg" = $$ ] || [ "$_orch_pg" = $PPID ]; } || exit 0
+  { read -r _ _ _ _ _orch_pg _ < /proc/self/stat; } 2>/dev/null || _orch_pg=$(ps -o pgid= -p "$(sh -c 'echo $PPID')" 2>/dev/null | tr -d ' ')
+  [ "$_orch_pg" = $$ ] || exit 0
   kill -TERM "-$_orch_pg" 2>/dev/null; sleep 2; kill -KILL "-$_orch_pg" 2>/dev/null
+}
+_orch_alive() {
+  kill -0 "$1" 2>/dev/null || return 1
+  if [ -r "/proc/$1/stat" ]; then { IFS= read -r _orch_s < "/proc/$1/stat"; } 2>/dev/null; _orch_s=${_orch_s##*) }
+  else _orch_s=$(ps -o stat= -p "$1" 2>/dev/null); _orch_s=${_orch_s# }; fi
+  case $_orch_s in Z*) return 1 ;; esac
+}
+( trap '' TERM HUP
+  while IFS= read -r _orch_w <&3; do :; done
+  _orch_end
 ) </dev/null >/dev/null 2>&1 3<&3 &
 _orch_wd=$!
 exec 3<&- </dev/null
-( while kill -0 $$ 2>/dev/null; do sleep 1; done; kill -KILL $_orch_wd 2>/dev/null ) </dev/null >/dev/null 2>&1 &
+( trap '' TERM HUP
+  while _orch_alive $$; do sleep 1; done
+  kill -KILL $_orch_wd 2>/dev/null
+  _orch_end
+) </dev/null >/dev/null 2>&1 &
 _orch_wp=$!
 trap 'kill -KILL $_orch_wd $_orch_wp 2>/dev/null' EXIT
 `

@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -79,5 +81,17 @@ func TestLocalWriteFile(t *testing.T) {
 	}
 	if got := l.Exchanges(); got != 4 {
 		t.Errorf("Exchanges = %d, want 4", got)
+	}
+}
+
+// TestWatchdogSparesAGroupItDoesNotLead: a script run by a caller that
+// gives it no process group of its own, and closes its input at once, is
+// left to that caller: the watchdog never signals the caller's group.
+func TestWatchdogSparesAGroupItDoesNotLead(t *testing.T) {
+	cmd := exec.Command("/bin/sh", "-c", `printf '%s' "$1" | /bin/sh >/dev/null 2>&1; sleep 3; echo survived`, "sh", conn.GroupScript("sleep 2"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // the caller's group, led by the outer sh
+	out, err := cmd.Output()
+	if err != nil || strings.TrimSpace(string(out)) != "survived" {
+		t.Fatalf("the caller's group was signalled: %q %v", out, err)
 	}
 }

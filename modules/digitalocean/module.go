@@ -16,7 +16,9 @@ Returns the droplets as hosts (name, public IPv4, user root, vars droplet_id
 and tags) for ctx.apply. orch generates an ed25519 host key per droplet,
 merges it into the cloud-config user data (user_data must be empty or a
 #cloud-config document) and pins it, so the first SSH connection is verified
-strictly. image is a slug or a numeric snapshot ID. Under --check nothing is
+strictly. Since the user data stays readable in the droplet's metadata, that
+first connection replaces the key with one generated on the droplet and
+pins the new one (an event host_key says so). image is a slug or a numeric snapshot ID. Under --check nothing is
 created. Needs DIGITALOCEAN_TOKEN; DIGITALOCEAN_URL points at another
 endpoint, such as the lab cloud (embedders set
 engine.Options.Endpoints["digitalocean"]).`})

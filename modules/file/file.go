@@ -376,8 +376,10 @@ func (f *File) writeScript(ft facts) (string, *modules.Upload) {
 	// with noclobber, which spares a mktemp process per file.
 	var b strings.Builder
 	fmt.Fprintf(&b, "t=%s.\"$ORCH_M\"\n", modules.Quote(path.Join(path.Dir(f.Path), ".orch."+base)))
-	// dash runs no EXIT trap when a signal kills it, so trap those too.
-	b.WriteString("trap 'rm -f \"$t\"' EXIT\ntrap 'rm -f \"$t\"; exit 1' HUP INT TERM\nset -C\n")
+	// dash runs no EXIT trap when a signal kills it, so trap those too;
+	// PIPE as well: once the session is gone, dash's own "Terminated"
+	// notice for a validator the watchdog ended would kill it unawares.
+	b.WriteString("trap 'rm -f \"$t\"' EXIT\ntrap 'rm -f \"$t\"; exit 1' HUP INT TERM PIPE\nset -C\n")
 	// base64 rather than the printf builtin: any bytes travel, and a full
 	// disk is reported as such ("No space left on device"), not "I/O error".
 	b.WriteString("_orch_b64d > \"$t\" <<'ORCH_EOF'\n")
@@ -386,7 +388,7 @@ func (f *File) writeScript(ft facts) (string, *modules.Upload) {
 	fmt.Fprintf(&b, "chmod %04o \"$t\"\n", mode)
 	b.WriteString(f.keepOwner(ft))
 	b.WriteString(f.validateLine())
-	fmt.Fprintf(&b, "mv -f \"$t\" %s\ntrap - EXIT HUP INT TERM\n", p)
+	fmt.Fprintf(&b, "mv -f \"$t\" %s\ntrap - EXIT HUP INT TERM PIPE\n", p)
 	return b.String(), nil
 }
 
@@ -429,14 +431,14 @@ func (f *File) uploadScript(ft facts, base string, mode uint32) (string, *module
 	tmp := path.Join(path.Dir(f.Path), ".orch."+base+".upload-"+hex.EncodeToString(nonce[:]))
 	var b strings.Builder
 	fmt.Fprintf(&b, "t=%s\n", modules.Quote(tmp))
-	b.WriteString("trap 'rm -f \"$t\" \"$ORCH_UPLOAD\"' EXIT\ntrap 'rm -f \"$t\" \"$ORCH_UPLOAD\"; exit 1' HUP INT TERM\n")
+	b.WriteString("trap 'rm -f \"$t\" \"$ORCH_UPLOAD\"' EXIT\ntrap 'rm -f \"$t\" \"$ORCH_UPLOAD\"; exit 1' HUP INT TERM PIPE\n")
 	// Under become the engine uploads to a private file of the login user:
 	// copy it beside the target, as the become user.
 	b.WriteString("if [ \"$ORCH_UPLOAD\" != \"$t\" ]; then set -C; cat \"$ORCH_UPLOAD\" > \"$t\"; set +C; rm -f \"$ORCH_UPLOAD\"; fi\n")
 	fmt.Fprintf(&b, "chmod %04o \"$t\"\n", mode)
 	b.WriteString(f.keepOwner(ft))
 	b.WriteString(f.validateLine())
-	fmt.Fprintf(&b, "mv -f \"$t\" %s\ntrap - EXIT HUP INT TERM\n", modules.Quote(f.Path))
+	fmt.Fprintf(&b, "mv -f \"$t\" %s\ntrap - EXIT HUP INT TERM PIPE\n", modules.Quote(f.Path))
 	return b.String(), &modules.Upload{Path: tmp, Data: f.data, Mode: mode}
 }
 

@@ -16,7 +16,9 @@ Returns the instances as hosts (name = label, address = public IPv4, user
 root, vars linode_id and tags) that can go straight to ctx.apply. orch
 generates an ed25519 host key for every instance it creates, injects it
 through cloud-init user data and pins it, so the first SSH connection is
-verified strictly. Under --check nothing is created: existing instances are
+verified strictly. Since the user data stays readable in the instance's
+metadata, that first connection replaces the key with one generated on the
+instance and pins the new one (an event host_key says so). Under --check nothing is created: existing instances are
 returned and the rest are reported. Needs LINODE_TOKEN; LINODE_URL points
 at another endpoint, such as the lab cloud (embedders set
 engine.Options.Endpoints["linode"]).`})

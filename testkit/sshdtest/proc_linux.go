@@ -57,3 +57,21 @@ func signalTree(children map[int][]int, pid int, sig syscall.Signal) {
 	}
 	walk(pid)
 }
+
+// sshdProcesses lists pid and its descendants that are sshd processes (the
+// listener and the per-connection ones), not the shells they started.
+func sshdProcesses(pid int) []int {
+	children := processTree()
+	var out []int
+	var walk func(int)
+	walk = func(p int) {
+		if comm, _ := os.ReadFile("/proc/" + strconv.Itoa(p) + "/comm"); strings.TrimSpace(string(comm)) == "sshd" || strings.HasPrefix(string(comm), "sshd-") {
+			out = append(out, p)
+		}
+		for _, c := range children[p] {
+			walk(c)
+		}
+	}
+	walk(pid)
+	return out
+}

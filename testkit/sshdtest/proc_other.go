@@ -11,3 +11,5 @@ func sysProcAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: t
 func signalTree(_ map[int][]int, pid int, sig syscall.Signal) { _ = syscall.Kill(-pid, sig) }
 
 func processTree() map[int][]int { return nil }
+
+func sshdProcesses(pid int) []int { return []int{pid} }

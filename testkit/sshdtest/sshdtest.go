@@ -51,6 +51,10 @@ type Options struct {
 	ExtraConfig string
 	// Parallel bounds how many servers start at once (default 32).
 	Parallel int
+	// NetNS runs the servers inside this network namespace (ip netns exec;
+	// see testkit/netnstest), so that a test can cut their network.
+	// FirstAddress is then the namespace's address, and Port must be set.
+	NetNS string
 	// LoginRC keeps the account's real HOME in sessions, so its shell
 	// start-up files (~/.bashrc) run on every exchange. By default sessions
 	// get an empty HOME in the fleet's directory: the fleet shares this
@@ -134,7 +138,10 @@ func StartFleet(ctx context.Context, dir string, n int, opts Options) (*Fleet, e
 	if opts.FirstAddress != "" {
 		first = net.ParseIP(opts.FirstAddress)
 	}
-	if first == nil || first.To4() == nil || !first.IsLoopback() {
+	switch {
+	case opts.NetNS != "" && (first == nil || first.To4() == nil || opts.Port == 0):
+		return nil, fmt.Errorf("sshdtest: a fleet in network namespace %s needs an IPv4 FirstAddress and a Port", opts.NetNS)
+	case opts.NetNS == "" && (first == nil || first.To4() == nil || !first.IsLoopback()):
 		return nil, fmt.Errorf("sshdtest: FirstAddress %q is not an IPv4 loopback address", opts.FirstAddress)
 	}
 	dir, err := filepath.Abs(dir)
@@ -182,7 +189,7 @@ func StartFleet(ctx context.Context, dir string, n int, opts Options) (*Fleet, e
 		}
 		ip := uintToIP(next)
 		next++
-		if !ip.IsLoopback() {
+		if !ip.IsLoopback() && opts.NetNS == "" {
 			return nil, fmt.Errorf("sshdtest: %d hosts do not fit in 127.0.0.0/8 from %s", n, first)
 		}
 		name := "h" + strconv.Itoa(i+1)
@@ -256,6 +263,23 @@ func (h *Host) stopLocked(tree map[int][]int) {
 	// Killing the connection processes too makes open client connections
 	// drop at once, as they would when a real host goes away.
 	signalTree(tree, h.cmd.Process.Pid, syscall.SIGKILL)
+	<-h.exited
+}
+
+// KillSSHD kills the host's sshd with SIGKILL, the listener and every
+// connection's sshd process, as `pkill -9 sshd` on the host would: clients
+// lose their connections, and the commands those ran lose their session
+// (their standard input and output) but get no signal from it.
+func (h *Host) KillSSHD() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.cmd == nil || h.stopped {
+		return
+	}
+	h.stopped = true
+	for _, pid := range sshdProcesses(h.cmd.Process.Pid) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
 	<-h.exited
 }
 
@@ -364,6 +388,9 @@ Subsystem sftp internal-sftp
 	defer logFile.Close()
 
 	cmd := exec.Command(SSHD, "-D", "-e", "-f", cfgPath)
+	if ns := h.fleet.opts.NetNS; ns != "" {
+		cmd = exec.Command("ip", "netns", "exec", ns, SSHD, "-D", "-e", "-f", cfgPath)
+	}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {

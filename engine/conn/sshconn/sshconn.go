@@ -262,26 +262,27 @@ func (c *Conn) exec(ctx context.Context, script string, stdin io.Reader) (conn.R
 	if err := sess.Start(command); err != nil {
 		return conn.Result{}, c.lost(err)
 	}
-	copied := make(chan struct{})
+	// The feeding goroutine alone writes and closes stdin (x/crypto's
+	// channel does not allow a Close concurrent with a Write); a held stdin
+	// is closed when done is.
+	done := make(chan struct{})
+	defer close(done)
 	go func() {
-		defer close(copied)
 		io.Copy(feed, input)
-		if !hold {
-			feed.Close()
+		if hold {
+			<-done
 		}
+		feed.Close()
 	}()
 	waited := make(chan error, 1)
 	go func() { waited <- sess.Wait() }()
 	select {
 	case err = <-waited:
-		if hold {
-			<-copied // the script is all sent before it can end
-			feed.Close()
-		}
 	case <-ctx.Done():
-		// Closing the session closes the script's stdin, which tells its
-		// watchdog to end the script's whole process group. (A signal to the
-		// shell first would end only the shell, and leave its children.)
+		// The closed session closes the script's stdin, which tells its
+		// watchdog to end its process group; the signal ends the shell,
+		// which the watchdog's second loop takes the same way.
+		sess.Signal(ssh.SIGKILL)
 		sess.Close()
 		// Not waiting for Wait: a caller's stdin that never ends would block it.
 		return conn.Result{ExitCode: -1}, ctx.Err()
