@@ -33,10 +33,12 @@ func TestConvergeSharesTasksAndHostsSafely(t *testing.T) {
 	content := "shared\n"
 	tasks := []Task{{Args: &file.File{Path: filepath.Join(dir, "shared.txt"), Content: &content}}}
 	hosts := localHosts(3)
-	state := t.TempDir()
 	var wg sync.WaitGroup
 	errs := make([]error, 4)
 	for i := range errs {
+		// State dirs of their own: runs sharing one would refuse each other's
+		// hosts (the host lock), which is not what this test is about.
+		state := t.TempDir()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -41,7 +41,8 @@ const DefaultStateDir = ".orch"
 func newRunID() string {
 	var b [3]byte
 	rand.Read(b[:])
-	return time.Now().UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b[:])
+	// Milliseconds too, so that IDs sort as the runs started.
+	return time.Now().UTC().Format("20060102-150405.000") + "-" + hex.EncodeToString(b[:])
 }
 
 // Create implements JournalStore.

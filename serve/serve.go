@@ -280,7 +280,7 @@ func decodePayload(contentType string, body []byte) (any, error) {
 func newRunID() string {
 	var b [3]byte
 	rand.Read(b[:])
-	return time.Now().UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b[:])
+	return time.Now().UTC().Format("20060102-150405.000") + "-" + hex.EncodeToString(b[:])
 }
 
 // work runs the queued deliveries one at a time until Close.
