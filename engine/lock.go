@@ -130,7 +130,8 @@ func (s *fileLockSession) take(key string) (*os.File, lockRecord, error) {
 		json.Unmarshal(raw, &prev)
 	}
 	b, _ := json.Marshal(lockRecord{Key: key, LockHolder: s.holder})
-	if err := f.Truncate(0); err == nil {
+	err = f.Truncate(0)
+	if err == nil {
 		_, err = f.WriteAt(b, 0)
 	}
 	if err != nil {

@@ -314,36 +314,3 @@ func checkName(kind, name string) error {
 	return nil
 }
 
-// normalize turns decoded YAML or literal values into the types Vars holds:
-// string, int, float64, bool, nil, []any and map[string]any.
-func normalize(v any) any {
-	switch v := v.(type) {
-	case map[string]any:
-		for k, e := range v {
-			v[k] = normalize(e)
-		}
-		return v
-	case map[any]any:
-		m := make(map[string]any, len(v))
-		for k, e := range v {
-			m[fmt.Sprint(k)] = normalize(e)
-		}
-		return m
-	case []any:
-		for i, e := range v {
-			v[i] = normalize(e)
-		}
-		return v
-	case int64:
-		if v >= math.MinInt && v <= math.MaxInt {
-			return int(v)
-		}
-	case uint64:
-		if v <= math.MaxInt {
-			return int(v)
-		}
-	case float32:
-		return float64(v)
-	}
-	return v
-}

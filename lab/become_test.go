@@ -103,7 +103,7 @@ func TestBecome(t *testing.T) {
 	if !refused {
 		t.Errorf("no clear refusal in %v", events)
 	}
-	_, events, _, err = becomeRun(t, l, "deploy-pw", "none", "")
+	_, _, _, err = becomeRun(t, l, "deploy-pw", "none", "")
 	if err == nil || !strings.Contains(err.Error(), "a password is required") {
 		t.Errorf("no password: %v", err)
 	}
