@@ -313,4 +313,3 @@ func checkName(kind, name string) error {
 	}
 	return nil
 }
-
