@@ -5,7 +5,9 @@
 //
 // The default topology (topology.go) is ns1 and ns2, instances of the lab
 // cloud tagged dns with BIND serving example.test, behind lb1 and lb2
-// (group lb, nginx proxying UDP and TCP port 53 to them). Every machine
+// (group lb, nginx proxying UDP and TCP port 53 to them), and bsd1 (group
+// freebsd), a stand-in FreeBSD host (lab/standin) whose nginx routes the
+// names "live" and "test" to app jails. Every machine
 // trusts the lab's SSH client key for root and for the users deploy and
 // deploy-pw, and has a host key the lab recorded in its own known_hosts, so
 // lab runs check host keys strictly. Every machine's apt goes through the
@@ -54,6 +56,7 @@ import (
 	"github.com/orch-dev/orch/lab/image"
 	"github.com/orch-dev/orch/lab/internal/dockercli"
 	"github.com/orch-dev/orch/lab/internal/flock"
+	"github.com/orch-dev/orch/lab/standin"
 )
 
 // DefaultPrefix names the lab's docker network and prefixes its containers.
@@ -577,9 +580,13 @@ func (l *Lab) ensureHosts(ctx context.Context) error {
 	var missing []defaultHost
 	for _, h := range topology {
 		i := slices.IndexFunc(existing, func(c container) bool { return c.name == h.name })
+		want := l.st.Image
+		if h.standin {
+			want = standin.Tag(l.st.Image)
+		}
 		if i < 0 {
 			missing = append(missing, h)
-		} else if existing[i].image != l.st.Image {
+		} else if existing[i].image != want {
 			l.logf("lab: %s runs the older image %s; `orch lab down` and `up` renew it", h.name, existing[i].image)
 		}
 	}
@@ -592,6 +599,9 @@ func (l *Lab) ensureHosts(ctx context.Context) error {
 	}
 	return parallel(missing, func(h defaultHost) error {
 		l.logf("lab: creating %s", h.name)
+		if h.standin {
+			return l.createStandin(ctx, h)
+		}
 		return l.createDefault(ctx, h, lbSeed(servers))
 	})
 }

@@ -245,7 +245,7 @@ func TestOneStatePerLab(t *testing.T) {
 func TestStatus(t *testing.T) {
 	l := needLab(t)
 	st := status(t)
-	want := map[string]string{"ns1": "dns", "ns2": "dns", "lb1": "lb", "lb2": "lb"}
+	want := map[string]string{"ns1": "dns", "ns2": "dns", "lb1": "lb", "lb2": "lb", "bsd1": "freebsd"}
 	for name, group := range want {
 		h, ok := st[name]
 		if !ok {
@@ -441,7 +441,7 @@ func sshRunAs(user, addr, knownHostsPath, keyPath, cmd, stdin string) (string, e
 func TestSSHStrictHostKeys(t *testing.T) {
 	l := needLab(t)
 	st := status(t)
-	for _, name := range []string{"ns1", "ns2", "lb1", "lb2"} {
+	for _, name := range []string{"ns1", "ns2", "lb1", "lb2", "bsd1"} {
 		got, err := sshRun(st[name].Address, l.KnownHostsPath(), l.KeyPath(), "hostname")
 		if err != nil {
 			t.Errorf("ssh %s: %v", name, err)

@@ -3,6 +3,7 @@ package lab
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"gopkg.in/yaml.v3"
 
@@ -10,7 +11,8 @@ import (
 )
 
 // The default topology: two name servers behind two nginx DNS load
-// balancers, as in the seven-step DNS swap.
+// balancers, as in the seven-step DNS swap, and a stand-in FreeBSD host,
+// bsd1 (group freebsd, freebsdhost.go), for the jail blue/green flow.
 //
 // The name servers, ns1 and ns2, are instances of the lab cloud's Linode
 // API, tagged dns, which Up creates once, the first time the lab starts;
@@ -21,7 +23,8 @@ import (
 // query; the servers behind them may change.
 //
 // Addresses in the lab's /24: .1 the gateway (this machine), .5 the apt
-// proxy, low fixed addresses for the default hosts, .128-.191 for cloud
+// proxy, low fixed addresses for the default hosts (.20 and .21 the load
+// balancers, .30 bsd1, .31-.39 free for bsd1's jails), .128-.191 for cloud
 // machines (each keeps its address for life, restarts included), and
 // reserved IPs at the top, outside both.
 const (
@@ -48,15 +51,17 @@ const (
 var nameServers = []string{"ns1", "ns2"}
 
 type defaultHost struct {
-	name   string
-	groups []string
-	octet  int // last octet of its fixed address
+	name    string
+	groups  []string
+	octet   int  // last octet of its fixed address
+	standin bool // a stand-in FreeBSD host (freebsdhost.go), not a lab container
 }
 
 // topology lists the lab's plain hosts.
 var topology = []defaultHost{
 	{name: "lb1", groups: []string{"lb"}, octet: 20},
 	{name: "lb2", groups: []string{"lb"}, octet: 21},
+	{name: FreeBSDHost, groups: []string{"freebsd"}, octet: 30, standin: true},
 }
 
 // hostAddr returns the address with the given last octet in a /24.
@@ -70,6 +75,9 @@ func hostAddr(subnet netip.Prefix, octet int) netip.Addr {
 func lbAddrs(subnet netip.Prefix) []netip.Addr {
 	var out []netip.Addr
 	for _, h := range topology {
+		if !slices.Contains(h.groups, "lb") {
+			continue
+		}
 		out = append(out, hostAddr(subnet, h.octet))
 	}
 	return out

@@ -45,6 +45,7 @@ func (rs *runState) contextValue() starlark.Value {
 		"step":          starlark.NewBuiltin("ctx.step", rs.stepBuiltin),
 		"guard":         starlark.NewBuiltin("ctx.guard", rs.guardBuiltin),
 		"wait_for_host": starlark.NewBuiltin("ctx.wait_for_host", rs.waitForHost),
+		"add_host":      starlark.NewBuiltin("ctx.add_host", rs.addHost),
 		"args":          args,
 		"vars":          vars,
 		"check":         starlark.Bool(rs.opts.Check),
@@ -193,6 +194,57 @@ func (rs *runState) waitForHost(th *starlark.Thread, b *starlark.Builtin, args s
 	}
 	return starlarkstruct.FromStringDict(starlark.String("wait_result"), starlark.StringDict{
 		"boot_id": starlark.String(res.BootID), "rebooted": starlark.Bool(res.Rebooted)}), nil
+}
+
+// addHost is ctx.add_host(name, vars={}, groups=[], address="", new=False):
+// a host that joins the run's inventory, such as a jail the plan starts
+// (vars {"connection": "jail", "jail_host": "bsd1", "jail_name": "blue"}).
+// vars are its own vars, read as inventory vars are (connection, ssh_host,
+// ansible_*, become, ...), and it inherits the vars of its groups. A host
+// of the same name is replaced. new=True says the plan creates the machine
+// itself: under --check, where nothing is created, the host is a
+// placeholder (address "(known after create)"), whose roles are reported
+// as would-change with no connection.
+func (rs *runState) addHost(th *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var (
+		name, address string
+		vars          = starlark.NewDict(0)
+		groups        = starlark.NewList(nil)
+		isNew         bool
+	)
+	if err := notInRole(th, b); err != nil {
+		return nil, err
+	}
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "vars?", &vars, "groups?", &groups,
+		"address?", &address, "new?", &isNew); err != nil {
+		return nil, err
+	}
+	h := &inventory.Host{Name: name, Address: address, Vars: map[string]any{}}
+	for _, kv := range vars.Items() {
+		k, ok := kv[0].(starlark.String)
+		if !ok {
+			return nil, fmt.Errorf("%s %s: vars: want string keys, got %s", b.Name(), name, kv[0].Type())
+		}
+		v, err := starvalue.ToGo(kv[1])
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: vars[%q]: %w", b.Name(), name, string(k), err)
+		}
+		h.Vars[string(k)] = v
+	}
+	for i := range groups.Len() {
+		g, ok := groups.Index(i).(starlark.String)
+		if !ok {
+			return nil, fmt.Errorf("%s %s: groups: want strings, got %s", b.Name(), name, groups.Index(i).Type())
+		}
+		h.Groups = append(h.Groups, string(g))
+	}
+	if isNew && rs.opts.Check {
+		h.Address = inventory.NotCreated
+	}
+	if err := rs.runner.AddHost(h, ""); err != nil {
+		return nil, fmt.Errorf("%s %s: %w", b.Name(), name, err)
+	}
+	return rs.hostValue(h), nil
 }
 
 func (rs *runState) hostList(hosts []*inventory.Host) *starlark.List {
