@@ -16,6 +16,10 @@ import (
 func init() {
 	modules.Register(modules.Info{ID: "check.http", New: func() any { return new(httpCall) }, Doc: `Sends GET requests from the controller until the URL answers with the wanted status (and body).
 
+With host=, the requests carry that Host header instead of the URL's host,
+so a check can go through a front that routes by name (nginx server_name)
+to the backend of that name.
+
 A try passes when the response has the status given (redirects are not
 followed, so status=301 can be checked) and, with contains=, when the first
 MiB of the body contains that text. Every try opens a new connection, so a
@@ -37,6 +41,7 @@ type httpCall struct {
 	URL      string        `arg:"url,required" doc:"an http:// or https:// URL"`
 	Status   int           `arg:"status" default:"200" doc:"the wanted HTTP status"`
 	Contains *string       `arg:"contains" doc:"text the body must contain"`
+	Host     string        `arg:"host" doc:"the request's Host header, for a name-based virtual host (\"test\" on a front that routes by name); default the URL's host"`
 	Tries    int           `arg:"tries" default:"10" doc:"tries before the check fails"`
 	Interval time.Duration `arg:"interval" default:"1s" doc:"wait between tries"`
 }
@@ -75,6 +80,9 @@ func (c *httpCall) Call(ctx context.Context, env *modules.Env) (any, error) {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	what := "GET " + c.URL
+	if c.Host != "" {
+		what += " (Host: " + c.Host + ")"
+	}
 	p := &prober{id: "check.http", what: what, tries: c.Tries, interval: c.Interval,
 		try: func(ctx context.Context, u string) outcome { return c.get(ctx, cl, u) }}
 	res, err := p.run(ctx, env, []target{targetOf(c.URL)})
@@ -94,6 +102,9 @@ func (c *httpCall) get(ctx context.Context, cl *http.Client, u string) outcome {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return outcome{msg: err.Error()}
+	}
+	if c.Host != "" {
+		req.Host = c.Host
 	}
 	resp, err := cl.Do(req)
 	if err != nil {

@@ -31,6 +31,10 @@ func TestHTTPPassFailAndRedirects(t *testing.T) {
 		requests.Add(1)
 		switch r.URL.Path {
 		case "/":
+			if r.Host == "test" {
+				fmt.Fprint(w, "hello from green\n")
+				return
+			}
 			fmt.Fprint(w, "hello from blue\n")
 		case "/old":
 			http.Redirect(w, r, "/", http.StatusFound)
@@ -64,6 +68,16 @@ func TestHTTPPassFailAndRedirects(t *testing.T) {
 	if rec.statuses() != "1:failed 2:failed 3:failed" {
 		t.Errorf("events %s", rec.statuses())
 	}
+
+	// host= sends that Host header: the name-routed backend answers.
+	named := httpCheck(srv.URL+"/", 200, ptr("green"))
+	named.Host = "test"
+	if _, err := run(t, context.Background(), named, rec.env(false)); err != nil {
+		t.Errorf("with Host test: %v", err)
+	}
+	named.Contains = ptr("blue")
+	_, err = run(t, context.Background(), named, rec.env(false))
+	wantErr(t, err, "GET "+srv.URL+"/ (Host: test): failed after 3 tries")
 
 	_, err = run(t, context.Background(), httpCheck(srv.URL+"/missing", 200, nil), rec.env(false))
 	wantErr(t, err, `want status 200, got status 404 and body "404 page not found\n"`)
