@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/orch-dev/orch/inventory"
+	"github.com/orch-dev/orch/modules/pathfact"
 )
 
 const addHostPlan = `
@@ -61,5 +62,36 @@ func TestAddHostErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: err = %v, want %q", src, err, want)
 		}
+	}
+}
+
+// pathRunner answers the path fact as the engine does, with a pathfact.State.
+type pathRunner struct{ *fakeRunner }
+
+func (r pathRunner) Fact(ctx context.Context, h *inventory.Host, name, key string) (any, error) {
+	if name == "path" && key == "/etc/jail.conf.d/blue.conf" {
+		return pathfact.State{Kind: "file", Mode: 0o644, Owner: "root", Group: "wheel", Sum: "ab12"}, nil
+	}
+	return r.fakeRunner.Fact(ctx, h, name, key)
+}
+
+// TestStructFactsComeOutAsDicts: a keyed fact whose value is a module's
+// own type reaches the plan as a dict of its JSON form.
+func TestStructFactsComeOutAsDicts(t *testing.T) {
+	r := pathRunner{newRunner("bsd1")}
+	p, err := Load(writePlan(t, map[string]string{"plan.star": `
+def main(ctx):
+    st = ctx.hosts("bsd1")[0].fact("path", "/etc/jail.conf.d/blue.conf")
+    print(st["kind"], st["mode"], st["owner"], st["sha256"])
+`}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.Run(context.Background(), r, RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(r.out, "|"); got != "file 420 root ab12" {
+		t.Errorf("print = %q", got)
 	}
 }

@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"encoding/json"
 	"fmt"
 	"sort"
 
@@ -74,6 +75,11 @@ func (h *hostValue) fact(th *starlark.Thread, b *starlark.Builtin, args starlark
 	}
 	sv, err := starvalue.FromGo(v)
 	if err != nil {
+		// A fact of a module's own type (pathfact.State) comes out as its
+		// JSON form.
+		sv, err = viaJSON(v)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("fact %q of %s: %w", name, h.host.Name, err)
 	}
 	sv.Freeze()
@@ -83,4 +89,17 @@ func (h *hostValue) fact(th *starlark.Thread, b *starlark.Builtin, args starlark
 // CompareSameType lets plans compare hosts with == and sort them by name.
 func (h *hostValue) CompareSameType(op syntax.Token, y starlark.Value, depth int) (bool, error) {
 	return starlark.CompareDepth(op, starlark.String(h.host.Name), starlark.String(y.(*hostValue).host.Name), depth)
+}
+
+// viaJSON converts a Go value with a JSON form to plain Starlark data.
+func viaJSON(v any) (starlark.Value, error) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("cannot convert %T to a Starlark value: %w", v, err)
+	}
+	var plain any
+	if err := json.Unmarshal(data, &plain); err != nil {
+		return nil, err
+	}
+	return starvalue.FromGo(plain)
 }

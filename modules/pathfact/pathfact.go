@@ -18,14 +18,17 @@ func init() { modules.RegisterFact(Name, fact{}) }
 
 // State is what the fact knows of one path. A path that does not exist has
 // Kind "absent" and nothing else.
+//
+// Plans see it as a dict of its JSON form (h.fact("path", "/etc/motd")["kind"]).
 type State struct {
-	Kind     string // file | directory | link | other | absent
-	Mode     uint32 // permission bits, setuid/setgid/sticky included
-	UID, GID int    // numeric owner, for keeping it when a file is rewritten
-	Owner    string // owner name ("UNKNOWN" when it has none)
-	Group    string
-	Sum      string // hex SHA-256 of a regular file
-	Target   string // what a symlink points to
+	Kind   string `json:"kind"`   // file | directory | link | other | absent
+	Mode   uint32 `json:"mode"`   // permission bits, setuid/setgid/sticky included
+	UID    int    `json:"uid"`    // numeric owner, for keeping it when a file is rewritten
+	GID    int    `json:"gid"`    //
+	Owner  string `json:"owner"`  // owner name ("UNKNOWN" when it has none)
+	Group  string `json:"group"`  //
+	Sum    string `json:"sha256"` // hex SHA-256 of a regular file
+	Target string `json:"target"` // what a symlink points to
 
 	stat string // the stat line the state was read from, for Recheck
 }
