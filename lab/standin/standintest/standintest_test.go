@@ -10,7 +10,7 @@ import (
 func TestStartAndTemplate(t *testing.T) {
 	h := Start(t, "orch-jail-sit")
 	root := h.Jail("t1", h.Template())
-	if out := h.Must("ls " + root + "/bin/sh " + root + "/usr/sbin/jls"); !strings.Contains(out, root+"/usr/sbin/jls") {
+	if out := h.Must("ls " + root + "/bin/sh " + root + "/usr/bin/mktemp"); !strings.Contains(out, root+"/usr/bin/mktemp") {
 		t.Errorf("the jail root lacks the base system: %q", out)
 	}
 }
