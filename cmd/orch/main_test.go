@@ -46,10 +46,11 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(*testscript.TestScript, bool, []string){
-			"fleet":   fleetCmd,
-			"dnsloop": dnsloopCmd,
-			"waitfor": waitforCmd,
-			"lastrun": lastrunCmd,
+			"fleet":    fleetCmd,
+			"dnsloop":  dnsloopCmd,
+			"httploop": httploopCmd,
+			"waitfor":  waitforCmd,
+			"lastrun":  lastrunCmd,
 			// defer-lab-down removes the script's lab when the script ends.
 			"defer-lab-down": func(ts *testscript.TestScript, neg bool, args []string) {
 				ts.Defer(func() {
