@@ -1,0 +1,348 @@
+package zfs
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/orch-dev/orch/modules"
+)
+
+// FactName is the shared fact every zfs task reads: what the host's ZFS
+// knows of one dataset or snapshot, keyed by its name, so its state key is
+// the task's effect ("zfs:tank/www"). It is gathered once per host for all
+// of its zfs tasks, in the probe exchange: one zfs list of each pool the
+// tasks name (clones live in the pool of their origin, so a pool's listing
+// holds every dependent), and one zfs get of the locally set properties of
+// each dataset named.
+const FactName = "zfs"
+
+func init() { modules.RegisterFact(FactName, fact{}) }
+
+// State is what the zfs fact knows of one name.
+type State struct {
+	Pool   bool   // the pool exists
+	Exists bool   `json:",omitempty"`
+	Type   string `json:",omitempty"` // filesystem | volume | snapshot
+	Origin string `json:",omitempty"` // for a clone, the snapshot it was cloned from
+	// Parent tells whether the dataset a name lives in exists: the
+	// dataset of a snapshot, the parent of a dataset (a pool has none).
+	Parent bool `json:",omitempty"`
+	// Local are the properties set locally ("zfs get -s local"), with
+	// their exact values ("zfs get -p": sizes in bytes).
+	Local map[string]string `json:",omitempty"`
+	// Children are what "zfs destroy -r" takes with a dataset: the
+	// datasets below it and every snapshot of them and of itself, deepest
+	// first. For a snapshot, the snapshots of the same name below its
+	// dataset (what "zfs destroy -r DS@SNAP" takes).
+	Children []string `json:",omitempty"`
+	// Clones are what "zfs destroy -R" takes beyond -r: the clones of
+	// those snapshots that live elsewhere, with their own children and
+	// clones, transitively.
+	Clones []string `json:",omitempty"`
+	// OwnClones, for a snapshot, are the clones of that snapshot alone,
+	// with what hangs under them: what its destroy without -r takes with -R.
+	OwnClones []string `json:",omitempty"`
+	// Missing, for a snapshot, are the datasets below its dataset that
+	// lack a snapshot of that name (what "zfs snapshot -r" would add).
+	Missing []string `json:",omitempty"`
+	Err     string   `json:",omitempty"` // why zfs could not be asked
+
+	raw string // the listing and properties read, for Recheck
+}
+
+// entry is one line of zfs list: name, type, origin.
+type entry struct{ name, typ, origin string }
+
+// poolOf is the pool a dataset or snapshot name lives in.
+func poolOf(name string) string {
+	name, _, _ = strings.Cut(name, "@")
+	pool, _, _ := strings.Cut(name, "/")
+	return pool
+}
+
+const (
+	listCmd = "zfs list -H -o name,type,origin -t all -r "
+	getCmd  = "zfs get -H -p -s local -o name,property,value all "
+)
+
+// pools and datasets: the pools to list and the names whose properties
+// are read (not snapshots), each once, in the order keys name them.
+func split(keys []string) (pools, datasets []string) {
+	for _, k := range keys {
+		if p := poolOf(k); !slices.Contains(pools, p) {
+			pools = append(pools, p)
+		}
+		if !strings.Contains(k, "@") && !slices.Contains(datasets, k) {
+			datasets = append(datasets, k)
+		}
+	}
+	return pools, datasets
+}
+
+type fact struct{}
+
+var _ modules.FactRechecker = fact{}
+
+// Script lists each pool and reads each dataset's local properties. zfs
+// list has no -p on zfs-fuse, and needs none: names, types and origins are
+// not numbers; the numbers come from zfs get -p.
+func (fact) Script(keys []string) string {
+	pools, datasets := split(keys)
+	var b strings.Builder
+	b.WriteString("if command -v zfs >/dev/null 2>&1; then\n")
+	for _, p := range pools {
+		b.WriteString("echo " + modules.Quote("#pool "+p) + "\n" + listCmd + modules.Quote(p) + " 2>&1\necho \"#exit $?\"\n")
+	}
+	for _, d := range datasets {
+		b.WriteString("echo " + modules.Quote("#get "+d) + "\n" + getCmd + modules.Quote(d) + " 2>&1\necho \"#exit $?\"\n")
+	}
+	b.WriteString("else\necho '#nozfs'\nfi\n")
+	return b.String()
+}
+
+// section is the output of one command of the script.
+type section struct {
+	kind, subject string // "pool" or "get", and its pool or dataset
+	lines         []string
+	exit          int
+}
+
+func parseSections(out []byte) (sections []section, nozfs bool, err error) {
+	s := strings.TrimSuffix(string(out), "\n")
+	if s == "#nozfs" {
+		return nil, true, nil
+	}
+	var cur *section
+	for _, l := range strings.Split(s, "\n") {
+		switch {
+		case strings.HasPrefix(l, "#pool ") || strings.HasPrefix(l, "#get "):
+			kind, subject, _ := strings.Cut(l[1:], " ")
+			sections = append(sections, section{kind: kind, subject: subject})
+			cur = &sections[len(sections)-1]
+		case strings.HasPrefix(l, "#exit ") && cur != nil:
+			n, err := strconv.Atoi(strings.TrimPrefix(l, "#exit "))
+			if err != nil {
+				return nil, false, fmt.Errorf("zfs facts: bad exit line %q", l)
+			}
+			cur.exit = n
+			cur = nil
+		case cur == nil:
+			if l == "" && len(sections) == 0 {
+				continue
+			}
+			return nil, false, fmt.Errorf("zfs facts: unexpected line %q", l)
+		default:
+			cur.lines = append(cur.lines, l)
+		}
+	}
+	return sections, false, nil
+}
+
+// raw is what a section's command printed, as Recheck's command prints it.
+func (s section) raw() string { return strings.Join(s.lines, "\n") }
+
+// missing reports whether a failed command said its subject does not
+// exist, which is an answer, not an error.
+func (s section) missing() bool {
+	return s.exit == 1 && len(s.lines) == 1 && strings.HasSuffix(s.lines[0], "': dataset does not exist")
+}
+
+func (fact) Parse(out []byte, keys []string) (map[string]any, error) {
+	sections, nozfs, err := parseSections(out)
+	if err != nil {
+		return nil, err
+	}
+	res := make(map[string]any, len(keys))
+	if nozfs {
+		for _, k := range keys {
+			res[k] = State{Err: "there is no zfs command on this host"}
+		}
+		return res, nil
+	}
+	pools := map[string]section{}
+	gets := map[string]section{}
+	listed := map[string][]entry{}
+	for _, s := range sections {
+		if s.kind == "get" {
+			gets[s.subject] = s
+			continue
+		}
+		pools[s.subject] = s
+		if s.exit != 0 {
+			continue
+		}
+		for _, l := range s.lines {
+			f := strings.Split(l, "\t")
+			if len(f) != 3 {
+				return nil, fmt.Errorf("zfs facts: unexpected zfs list line %q", l)
+			}
+			listed[s.subject] = append(listed[s.subject], entry{f[0], f[1], f[2]})
+		}
+	}
+	for _, k := range keys {
+		p := poolOf(k)
+		ps, ok := pools[p]
+		var d State
+		switch {
+		case !ok:
+			return nil, fmt.Errorf("zfs facts: no listing of pool %s", p)
+		case ps.missing():
+		case ps.exit != 0:
+			d.Err = fmt.Sprintf("zfs list of pool %s failed (exit %d): %s", p, ps.exit, strings.Join(ps.lines, "; "))
+		default:
+			d = describe(k, listed[p])
+		}
+		d.raw = ps.raw()
+		if !strings.Contains(k, "@") {
+			gs, ok := gets[k]
+			if !ok {
+				return nil, fmt.Errorf("zfs facts: no properties of %s", k)
+			}
+			d.raw = joinNonEmpty(d.raw, "#get", gs.raw())
+			switch {
+			case d.Err != "":
+			case gs.exit == 0 && d.Exists:
+				local, err := parseLocal(k, gs.lines)
+				if err != nil {
+					return nil, err
+				}
+				d.Local = local
+			case gs.exit == 0 || gs.missing():
+				// gone between the two commands, or created: Recheck tells
+			default:
+				d.Err = fmt.Sprintf("zfs get of %s failed (exit %d): %s", k, gs.exit, strings.Join(gs.lines, "; "))
+			}
+		}
+		res[k] = d
+	}
+	return res, nil
+}
+
+// joinNonEmpty joins the parts that are not empty with newlines, as a
+// shell's $( ) prints commands' outputs one after the other.
+func joinNonEmpty(parts ...string) string {
+	var out []string
+	for _, p := range parts {
+		if p != "" {
+			out = append(out, p)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// parseLocal reads zfs get -H -o name,property,value lines of one dataset.
+func parseLocal(name string, lines []string) (map[string]string, error) {
+	local := map[string]string{}
+	for _, l := range lines {
+		f := strings.SplitN(l, "\t", 3)
+		if len(f) != 3 || f[0] != name {
+			return nil, fmt.Errorf("zfs facts: unexpected zfs get line %q", l)
+		}
+		local[f[1]] = f[2]
+	}
+	if len(local) == 0 {
+		return nil, nil
+	}
+	return local, nil
+}
+
+// describe reads what a pool's listing says of one name.
+func describe(name string, pool []entry) State {
+	d := State{Pool: true}
+	byName := map[string]entry{}
+	for _, e := range pool {
+		byName[e.name] = e
+	}
+	if e, ok := byName[name]; ok {
+		d.Exists, d.Type = true, e.typ
+		if e.origin != "-" {
+			d.Origin = e.origin
+		}
+	}
+	ds, snap, isSnap := strings.Cut(name, "@")
+	if isSnap {
+		_, d.Parent = byName[ds]
+	} else if i := strings.LastIndexByte(name, '/'); i >= 0 {
+		_, d.Parent = byName[name[:i]]
+	}
+	var taken []string // what -r takes, with the name itself
+	if isSnap {
+		if d.Exists {
+			taken = append(taken, name)
+		}
+		for _, e := range pool {
+			if strings.HasPrefix(e.name, ds+"/") && e.typ != "snapshot" {
+				s := e.name + "@" + snap
+				if _, ok := byName[s]; ok {
+					d.Children = append(d.Children, s)
+					taken = append(taken, s)
+				} else {
+					d.Missing = append(d.Missing, e.name)
+				}
+			}
+		}
+	} else if d.Exists {
+		taken = append(taken, name)
+		for _, e := range pool {
+			if strings.HasPrefix(e.name, name+"/") || strings.HasPrefix(e.name, name+"@") {
+				d.Children = append(d.Children, e.name)
+				taken = append(taken, e.name)
+			}
+		}
+		slices.Reverse(d.Children) // deepest and newest first, as zfs destroy -r lists them
+	}
+	d.Clones = clonesOf(taken, pool)
+	if isSnap && d.Exists {
+		d.OwnClones = clonesOf([]string{name}, pool)
+	}
+	return d
+}
+
+// clonesOf finds what depends on the taken datasets and snapshots beyond
+// themselves: clones of their snapshots, and what hangs under those
+// clones, transitively, in the order of the listing.
+func clonesOf(taken []string, pool []entry) []string {
+	gone := map[string]bool{}
+	for _, t := range taken {
+		gone[t] = true
+	}
+	var out []string
+	for grew := true; grew; {
+		grew = false
+		for _, e := range pool {
+			if gone[e.name] || (!gone[e.origin] && !underAny(e.name, out)) {
+				continue
+			}
+			gone[e.name] = true
+			out = append(out, e.name)
+			grew = true
+		}
+	}
+	return out
+}
+
+// underAny reports whether name is a child or snapshot of one of tops.
+func underAny(name string, tops []string) bool {
+	for _, t := range tops {
+		if strings.HasPrefix(name, t+"/") || strings.HasPrefix(name, t+"@") {
+			return true
+		}
+	}
+	return false
+}
+
+// Recheck holds while the pool's listing and the dataset's local
+// properties read as they did.
+func (fact) Recheck(key string, value any) string {
+	d, ok := value.(State)
+	if !ok || d.Err != "" {
+		return "false"
+	}
+	cmd := listCmd + modules.Quote(poolOf(key)) + " 2>&1"
+	if !strings.Contains(key, "@") {
+		cmd += "; echo '#get'; " + getCmd + modules.Quote(key) + " 2>&1"
+	}
+	return fmt.Sprintf("[ \"$( { %s; } </dev/null)\" = %s ]", cmd, modules.Quote(d.raw))
+}
