@@ -22,6 +22,7 @@ var (
 	_ modules.Effector   = (*Dataset)(nil)
 	_ modules.Reader     = (*Dataset)(nil)
 	_ modules.Describer  = (*Dataset)(nil)
+	_ modules.Rechecker  = (*Dataset)(nil)
 )
 
 func (d *Dataset) Describe() string { return "zfs.dataset " + d.Name }
@@ -59,6 +60,23 @@ func (d *Dataset) Effects() []string {
 		return out
 	}
 	return append([]string{key(d.Name)}, parents(d.Name)...)
+}
+
+// Recheck confirms only what the decision read, so that the creation of
+// a sibling or a parent in the same apply does not send the task back to
+// be probed again: a creation while the dataset is still missing, a
+// property change while its local properties are as read. A destroy
+// depends on the whole pool (its clones may live anywhere in it).
+func (d *Dataset) Recheck(req modules.CheckRequest) string {
+	return recheckOf(req, d.Name, func(st State) string {
+		switch {
+		case d.State == "absent":
+			return fact{}.Recheck(d.Name, st)
+		case !st.Exists:
+			return stillMissing(d.Name)
+		}
+		return sameLocal(d.Name, st)
+	})
 }
 
 func (d *Dataset) Probe(modules.ProbeRequest) string { return "" }

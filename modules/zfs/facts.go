@@ -50,6 +50,7 @@ type State struct {
 	Err     string   `json:",omitempty"` // why zfs could not be asked
 
 	raw string // the listing and properties read, for Recheck
+	get string // what zfs get printed of a dataset, for the tasks' Recheck
 }
 
 // entry is one line of zfs list: name, type, origin.
@@ -201,6 +202,7 @@ func (fact) Parse(out []byte, keys []string) (map[string]any, error) {
 				return nil, fmt.Errorf("zfs facts: no properties of %s", k)
 			}
 			d.raw = joinNonEmpty(d.raw, "#get", gs.raw())
+			d.get = gs.raw()
 			switch {
 			case d.Err != "":
 			case gs.exit == 0 && d.Exists:
@@ -345,4 +347,29 @@ func (fact) Recheck(key string, value any) string {
 		cmd += "; echo '#get'; " + getCmd + modules.Quote(key) + " 2>&1"
 	}
 	return fmt.Sprintf("[ \"$( { %s; } </dev/null)\" = %s ]", cmd, modules.Quote(d.raw))
+}
+
+// stillMissing holds while zfs does not know name.
+func stillMissing(name string) string {
+	return "{ ! zfs list -H -o name " + modules.Quote(name) + " >/dev/null 2>&1; }"
+}
+
+// stillThere holds while zfs knows name.
+func stillThere(name string) string {
+	return "zfs list -H -o name " + modules.Quote(name) + " >/dev/null 2>&1"
+}
+
+// sameLocal holds while a dataset's local properties read as gathered.
+func sameLocal(name string, d State) string {
+	return fmt.Sprintf("[ \"$( { %s%s 2>&1; } </dev/null)\" = %s ]", getCmd, modules.Quote(name), modules.Quote(d.get))
+}
+
+// recheckOf is a task's recheck: cond when the task's facts were
+// gathered without error, else the fact's own recheck (which fails).
+func recheckOf(req modules.CheckRequest, name string, cond func(State) string) string {
+	d, ok := req.Facts[modules.FactKey{Fact: FactName, Key: name}].(State)
+	if !ok || d.Err != "" {
+		return "false"
+	}
+	return cond(d)
 }
