@@ -42,7 +42,7 @@ func TestProperties(t *testing.T) {
 		}
 	}
 	for in, msg := range map[string]map[string]any{
-		`"Quota" is not a ZFS property name`:                {"Quota": "1G"},
+		`"Quota" is not a ZFS property name`:               {"Quota": "1G"},
 		`property quota: "1X": invalid numeric suffix "X"`: {"quota": "1X"},
 		`userquota@bob" cannot be managed`:                 {"userquota@bob": "1G"},
 		`write "/srv/www/" as "/srv/www"`:                  {"mountpoint": "/srv/www/"},
