@@ -41,6 +41,9 @@ func (d *Dataset) Validate(*modules.Env) error {
 	if d.State == "absent" && len(props) > 0 {
 		return fmt.Errorf("properties make no sense with state=absent")
 	}
+	if d.State == "absent" && !strings.Contains(d.Name, "/") {
+		return fmt.Errorf("name %s is a pool's root file system: zfs.dataset does not destroy pools", d.Name)
+	}
 	return nil
 }
 
@@ -94,6 +97,10 @@ func (d *Dataset) Check(req modules.CheckRequest, resp *modules.CheckResponse) {
 	}
 	if st.Exists && st.Type != "filesystem" {
 		resp.Err = fmt.Errorf("%s is a %s, not a file system", d.Name, st.Type)
+		return
+	}
+	if !st.Exists && !strings.Contains(d.Name, "/") {
+		resp.Err = fmt.Errorf("pool %s does not exist: zfs.dataset does not create pools", d.Name)
 		return
 	}
 	if d.State == "absent" {

@@ -59,7 +59,8 @@ func local(t *testing.T, p *zfstest.Pool, name, prop string) string {
 func TestDatasetLive(t *testing.T) {
 	p := zfstest.New(t)
 	ds := p.Name + "/www"
-	src := role(fmt.Sprintf(`zfs.dataset(name = %q, properties = {"compression": "on", "quota": "1G", "recordsize": "64K", "atime": False, "user:owner": "web"})`, ds))
+	mnt := p.Mountpoint + "/srv-www"
+	src := role(fmt.Sprintf(`zfs.dataset(name = %q, properties = {"compression": "on", "quota": "1G", "recordsize": "64K", "atime": False, "user:owner": "web", "mountpoint": %q})`, ds, mnt))
 
 	s, ev := run(t, src, true)
 	expect(t, "check mode", s, ev, 1, 1)
@@ -69,7 +70,7 @@ func TestDatasetLive(t *testing.T) {
 
 	s, ev = run(t, src, false)
 	expect(t, "first apply", s, ev, 1, 2)
-	for prop, want := range map[string]string{"compression": "on", "quota": "1073741824", "recordsize": "65536", "atime": "off", "user:owner": "web"} {
+	for prop, want := range map[string]string{"compression": "on", "quota": "1073741824", "recordsize": "65536", "atime": "off", "user:owner": "web", "mountpoint": mnt} {
 		if got := local(t, p, ds, prop); got != want {
 			t.Errorf("%s: %s is %q locally, want %q", ds, prop, got, want)
 		}

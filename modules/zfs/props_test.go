@@ -60,6 +60,7 @@ func TestProperties(t *testing.T) {
 // naming the argument.
 func TestValidate(t *testing.T) {
 	cases := map[string]error{
+		"name tank is a pool's root file system":                 (&Dataset{Name: "tank", State: "absent"}).Validate(nil),
 		"name \"tank/www@s\" is not a ZFS dataset name":          (&Dataset{Name: "tank/www@s", State: "present"}).Validate(nil),
 		"name \"/tank\" is not a ZFS dataset name":               (&Dataset{Name: "/tank", State: "present"}).Validate(nil),
 		"state \"gone\" is not one of present, absent":           (&Dataset{Name: "tank/www", State: "gone"}).Validate(nil),
