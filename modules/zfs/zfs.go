@@ -58,8 +58,9 @@ reason and the diff list them all). The check decides from the facts, so
 
 zfs-fuse lets go of a dataset a while after its files are closed, and
 says "dataset is busy" until then: a destroy retries for up to 10 seconds
-while zfs says busy (FreeBSD never does; a dataset that stays busy fails
-the task with zfs's message).
+while zfs says busy (OpenZFS says so only while something holds the
+dataset open); a dataset that stays busy fails the task with zfs's
+message.
 
 Effects: zfs:NAME. A creation also zfs:PARENT for each parent (zfs
 create -p may make them); a destroy zfs:NAME/ (what is under it), and with
