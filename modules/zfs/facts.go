@@ -237,12 +237,20 @@ func joinNonEmpty(parts ...string) string {
 // parseLocal reads zfs get -H -o name,property,value lines of one dataset.
 func parseLocal(name string, lines []string) (map[string]string, error) {
 	local := map[string]string{}
+	last := ""
 	for _, l := range lines {
 		f := strings.SplitN(l, "\t", 3)
-		if len(f) != 3 || f[0] != name {
+		switch {
+		case len(f) == 3 && f[0] == name:
+			last = f[1]
+			local[last] = f[2]
+		case last != "":
+			// a user property's value may hold a newline (set by
+			// something else than orch, which refuses them)
+			local[last] += "\n" + l
+		default:
 			return nil, fmt.Errorf("zfs facts: unexpected zfs get line %q", l)
 		}
-		local[f[1]] = f[2]
 	}
 	if len(local) == 0 {
 		return nil, nil

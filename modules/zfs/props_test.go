@@ -78,3 +78,15 @@ func TestValidate(t *testing.T) {
 		t.Errorf("a good clone: %v", err)
 	}
 }
+
+// TestParseLocalNewline: a user property whose value holds a newline (set
+// by another tool) is read whole, not taken for a broken line.
+func TestParseLocalNewline(t *testing.T) {
+	local, err := parseLocal("tank/www", []string{"tank/www\tuser:note\tfirst", "second", "tank/www\tatime\toff"})
+	if err != nil || local["user:note"] != "first\nsecond" || local["atime"] != "off" {
+		t.Fatalf("%q, %v", local, err)
+	}
+	if _, err := parseLocal("tank/www", []string{"garbage"}); err == nil {
+		t.Fatal("a first line that is not the dataset's was accepted")
+	}
+}
