@@ -14,12 +14,13 @@ import (
 // common is the part of the docs that the three modules share.
 const common = `
 Facts: one shared fact for all of a host's zfs tasks, gathered in the probe
-exchange: "zfs list -H -o name,type,origin -t all -r POOL" once per pool
-the tasks name (a clone lives in the pool of its origin, so the listing
-holds every dependent), and "zfs get -H -p -s local -o name,property,value
-all DATASET" once per dataset or clone named. zfs list needs no -p (and
-zfs-fuse has none): names, types and origins are not numbers; the numbers
-come from zfs get -p, which prints them exactly (sizes in bytes).
+exchange with two commands: one "zfs list -H -o name,type,origin -t all -r
+POOL..." of every pool the tasks name (a clone lives in the pool of its
+origin, so the listing holds every dependent) and one "zfs get -H -p -s
+local -o name,property,value all DATASET..." of every dataset or clone
+named; both go on past a name that does not exist. zfs list needs no -p
+(and zfs-fuse has none): names, types and origins are not numbers; the
+numbers come from zfs get -p, which prints them exactly (sizes in bytes).
 
 Properties are compared by the exact value zfs get -p prints. The value you
 write is normalised the way zfs itself parses it before the comparison:
