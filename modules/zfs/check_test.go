@@ -116,3 +116,30 @@ func TestCheckFixtures(t *testing.T) {
 		})
 	}
 }
+
+// TestFactErrors: a host without zfs, and a zfs that fails for another
+// reason than a missing name, fail the tasks with what was said.
+func TestFactErrors(t *testing.T) {
+	for out, want := range map[string]string{
+		"#nozfs\n": "there is no zfs command on this host",
+		"#list\n#exit 1\n#err internal error: failed to initialize ZFS library\n#get\n#exit 1\n": "zfs list failed: internal error: failed to initialize ZFS library",
+		"#list\ntank\tfilesystem\t-\n#exit 0\n#get\n#exit 1\n#err permission denied\n":           "zfs get failed: permission denied",
+	} {
+		vals, err := fact{}.Parse([]byte(out), []string{"tank/www"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := modules.CheckRequest{Facts: map[modules.FactKey]any{{Fact: FactName, Key: "tank/www"}: vals["tank/www"]}}
+		var resp modules.CheckResponse
+		(&Dataset{Name: "tank/www", State: "present"}).Check(req, &resp)
+		if resp.Err == nil || resp.Err.Error() != want {
+			t.Errorf("%q: error %v, want %q", out, resp.Err, want)
+		}
+		if c := (fact{}).Recheck("tank/www", vals["tank/www"]); c != "false" {
+			t.Errorf("%q: a failed fact rechecks with %q", out, c)
+		}
+	}
+	if _, err := (fact{}).Parse([]byte("garbage\n"), []string{"tank/www"}); err == nil {
+		t.Error("garbage parsed")
+	}
+}
