@@ -26,7 +26,7 @@ import (
 func startJail(t *testing.T) *standintest.Host {
 	h := standintest.Start(t, "orch-jail-conn")
 	root := h.Jail("app", h.Template())
-	h.Must(fmt.Sprintf("jail -c name=app path=%s host.hostname=app persist", root))
+	h.Must(fmt.Sprintf("jail -c name=app path=%s host.hostname=app mount.devfs persist", root))
 	return h
 }
 
