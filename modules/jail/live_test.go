@@ -67,6 +67,15 @@ func tasks(events []engine.Event) string {
 	return b.String()
 }
 
+const twoJails = `
+def role(h):
+    for name in ["db", "cache"]:
+        jail(name = name, path = "/jails/" + name, params = {"persist": True, "mount.devfs": True})
+
+def main(ctx):
+    ctx.apply("freebsd", role)
+`
+
 func rolePlan(state, hostname string) string {
 	return fmt.Sprintf(`
 def role(h):
@@ -95,7 +104,9 @@ func jls(t *testing.T, h *standintest.Host) map[string]freebsd.Jail {
 // TestLiveStates drives one jail through every state on a stand-in host
 // over SSH: each change is one changed task, each rerun changes nothing in
 // one exchange, check mode changes nothing, and the host's own tools (jls,
-// sysrc, the file) show the outcome.
+// sysrc, the file) show the outcome. A running jail comes back after a
+// reboot (rc starts it from jail_list), and two jails of one role still
+// cost one exchange on a rerun.
 func TestLiveStates(t *testing.T) {
 	h := standintest.Start(t, "orch-jail-mod")
 	h.Jail("www", h.Template())
@@ -161,12 +172,37 @@ func TestLiveStates(t *testing.T) {
 	}
 
 	converge("running from stopped", rolePlan("running", "www2.example.test"), 1)
+
+	// Started at boot: after a reboot, rc starts it from jail_list.
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	boot, err := h.BootID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Exec(ctx, "shutdown -r now") // the container goes down with it
+	if _, err := h.WaitBoot(ctx, boot); err != nil {
+		t.Fatal(err)
+	}
+	if j, ok := jls(t, h)["www"]; !ok || j.Hostname != "www2.example.test" {
+		t.Fatalf("after a reboot: jls %+v", jls(t, h))
+	}
+	converge("running after the reboot", rolePlan("running", "www2.example.test"), 0)
 	converge("absent", rolePlan("absent", "www2.example.test"), 1)
 	if _, ok := jls(t, h)["www"]; ok {
 		t.Error("still running after absent")
 	}
 	if got := h.Must("sysrc -n jail_list; test -e /etc/jail.conf.d/www.conf && echo conf; test -d /jails/www/usr && echo root"); got != "\nroot\n" {
 		t.Errorf("after absent (config and list gone, root kept): %q", got)
+	}
+
+	// Two jails in one role: both facts come from one jls and one sysrc,
+	// so the rerun is still one exchange.
+	h.Jail("db", "zroot/jails/templates/base@v1")
+	h.Jail("cache", "zroot/jails/templates/base@v1")
+	converge("two jails", twoJails, 2)
+	if got := h.Must("sysrc -n jail_list; jls name | sort"); got != "db cache\ncache\ndb\n" {
+		t.Errorf("two jails: %q", got)
 	}
 }
 
