@@ -9,7 +9,7 @@ import (
 // TestFactFixtures parses the recorded outputs of the jail fact: FreeBSD 14
 // (transcribed from testdata/freebsd) and the lab's stand-in (captured).
 func TestFactFixtures(t *testing.T) {
-	facttest.Check(t, []string{FactName}, []string{"freebsd14"})
+	facttest.Check(t, []string{FactName}, []string{"freebsd14", "standin"})
 }
 
 // TestCapture is how the stand-in fixtures were recorded (see

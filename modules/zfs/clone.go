@@ -23,6 +23,7 @@ var (
 	_ modules.Effector   = (*Clone)(nil)
 	_ modules.Reader     = (*Clone)(nil)
 	_ modules.Describer  = (*Clone)(nil)
+	_ modules.Rechecker  = (*Clone)(nil)
 )
 
 func (c *Clone) Describe() string { return "zfs.clone " + c.Name }
@@ -71,6 +72,21 @@ func (c *Clone) Effects() []string {
 		return out
 	}
 	return append(out, parents(c.Name)...)
+}
+
+// Recheck, as for zfs.dataset: a creation while the clone is still
+// missing (whether its snapshot exists only changes the words), a property
+// change while the clone's origin and local properties are as read.
+func (c *Clone) Recheck(req modules.CheckRequest) string {
+	return recheckOf(req, c.Name, func(st State) string {
+		switch {
+		case c.State == "absent":
+			return fact{}.Recheck(c.Name, st)
+		case !st.Exists:
+			return stillMissing(c.Name)
+		}
+		return "{ [ \"$(zfs get -H -o value origin " + modules.Quote(c.Name) + " 2>&1 </dev/null)\" = " + modules.Quote(st.Origin) + " ] && " + sameLocal(c.Name, st) + "; }"
+	})
 }
 
 func (c *Clone) Probe(modules.ProbeRequest) string { return "" }

@@ -22,6 +22,7 @@ var (
 	_ modules.Effector   = (*Dataset)(nil)
 	_ modules.Reader     = (*Dataset)(nil)
 	_ modules.Describer  = (*Dataset)(nil)
+	_ modules.Rechecker  = (*Dataset)(nil)
 )
 
 func (d *Dataset) Describe() string { return "zfs.dataset " + d.Name }
@@ -39,6 +40,9 @@ func (d *Dataset) Validate(*modules.Env) error {
 	}
 	if d.State == "absent" && len(props) > 0 {
 		return fmt.Errorf("properties make no sense with state=absent")
+	}
+	if d.State == "absent" && !strings.Contains(d.Name, "/") {
+		return fmt.Errorf("name %s is a pool's root file system: zfs.dataset does not destroy pools", d.Name)
 	}
 	return nil
 }
@@ -61,6 +65,23 @@ func (d *Dataset) Effects() []string {
 	return append([]string{key(d.Name)}, parents(d.Name)...)
 }
 
+// Recheck confirms only what the decision read, so that the creation of
+// a sibling or a parent in the same apply does not send the task back to
+// be probed again: a creation while the dataset is still missing, a
+// property change while its local properties are as read. A destroy
+// depends on the whole pool (its clones may live anywhere in it).
+func (d *Dataset) Recheck(req modules.CheckRequest) string {
+	return recheckOf(req, d.Name, func(st State) string {
+		switch {
+		case d.State == "absent":
+			return fact{}.Recheck(d.Name, st)
+		case !st.Exists:
+			return stillMissing(d.Name)
+		}
+		return sameLocal(d.Name, st)
+	})
+}
+
 func (d *Dataset) Probe(modules.ProbeRequest) string { return "" }
 
 func (d *Dataset) Check(req modules.CheckRequest, resp *modules.CheckResponse) {
@@ -76,6 +97,10 @@ func (d *Dataset) Check(req modules.CheckRequest, resp *modules.CheckResponse) {
 	}
 	if st.Exists && st.Type != "filesystem" {
 		resp.Err = fmt.Errorf("%s is a %s, not a file system", d.Name, st.Type)
+		return
+	}
+	if !st.Exists && !strings.Contains(d.Name, "/") {
+		resp.Err = fmt.Errorf("pool %s does not exist: zfs.dataset does not create pools", d.Name)
 		return
 	}
 	if d.State == "absent" {

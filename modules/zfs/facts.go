@@ -12,10 +12,10 @@ import (
 // FactName is the shared fact every zfs task reads: what the host's ZFS
 // knows of one dataset or snapshot, keyed by its name, so its state key is
 // the task's effect ("zfs:tank/www"). It is gathered once per host for all
-// of its zfs tasks, in the probe exchange: one zfs list of each pool the
+// of its zfs tasks, in the probe exchange: one zfs list of the pools the
 // tasks name (clones live in the pool of their origin, so a pool's listing
 // holds every dependent), and one zfs get of the locally set properties of
-// each dataset named.
+// the datasets named.
 const FactName = "zfs"
 
 func init() { modules.RegisterFact(FactName, fact{}) }
@@ -50,6 +50,7 @@ type State struct {
 	Err     string   `json:",omitempty"` // why zfs could not be asked
 
 	raw string // the listing and properties read, for Recheck
+	get string // what zfs get printed of a dataset, for the tasks' Recheck
 }
 
 // entry is one line of zfs list: name, type, origin.
@@ -85,72 +86,102 @@ type fact struct{}
 
 var _ modules.FactRechecker = fact{}
 
-// Script lists each pool and reads each dataset's local properties. zfs
-// list has no -p on zfs-fuse, and needs none: names, types and origins are
-// not numbers; the numbers come from zfs get -p.
+// Script runs one zfs list of every pool the keys name and one zfs get of
+// every dataset they name (not snapshots). zfs list has no -p on
+// zfs-fuse, and needs none: names, types and origins are not numbers; the
+// numbers come from zfs get -p. Both take several names and go on past a
+// missing one. Their standard error is kept apart and printed after them
+// with an "#err " prefix, so that it never lands inside a line of their
+// output.
 func (fact) Script(keys []string) string {
 	pools, datasets := split(keys)
 	var b strings.Builder
 	b.WriteString("if command -v zfs >/dev/null 2>&1; then\n")
-	for _, p := range pools {
-		b.WriteString("echo " + modules.Quote("#pool "+p) + "\n" + listCmd + modules.Quote(p) + " 2>&1\necho \"#exit $?\"\n")
+	run := func(header, cmd string, names []string) {
+		b.WriteString("echo '" + header + "'\n")
+		if len(names) == 0 {
+			b.WriteString("echo '#exit 0'\n")
+			return
+		}
+		b.WriteString("{ _orch_zerr=$(" + cmd + quoteAll(names) + " 2>&1 1>&3 3>&-); } 3>&1; echo \"#exit $?\"\n")
+		b.WriteString("[ -z \"$_orch_zerr\" ] || printf '%s\\n' \"$_orch_zerr\" | sed 's/^/#err /'\n")
 	}
-	for _, d := range datasets {
-		b.WriteString("echo " + modules.Quote("#get "+d) + "\n" + getCmd + modules.Quote(d) + " 2>&1\necho \"#exit $?\"\n")
-	}
+	run("#list", strings.TrimSpace(listCmd), pools)
+	run("#get", strings.TrimSpace(getCmd), datasets)
 	b.WriteString("else\necho '#nozfs'\nfi\n")
+	return b.String()
+}
+
+func quoteAll(words []string) string {
+	var b strings.Builder
+	for _, w := range words {
+		b.WriteString(" " + modules.Quote(w))
+	}
 	return b.String()
 }
 
 // section is the output of one command of the script.
 type section struct {
-	kind, subject string // "pool" or "get", and its pool or dataset
-	lines         []string
-	exit          int
+	lines []string // standard output
+	errs  []string // standard error
+	exit  int
 }
 
-func parseSections(out []byte) (sections []section, nozfs bool, err error) {
+func parseSections(out []byte) (list, get section, nozfs bool, err error) {
 	s := strings.TrimSuffix(string(out), "\n")
 	if s == "#nozfs" {
-		return nil, true, nil
+		return list, get, true, nil
 	}
 	var cur *section
+	seen := 0
 	for _, l := range strings.Split(s, "\n") {
 		switch {
-		case strings.HasPrefix(l, "#pool ") || strings.HasPrefix(l, "#get "):
-			kind, subject, _ := strings.Cut(l[1:], " ")
-			sections = append(sections, section{kind: kind, subject: subject})
-			cur = &sections[len(sections)-1]
-		case strings.HasPrefix(l, "#exit ") && cur != nil:
+		case l == "#list" && seen == 0:
+			cur, seen = &list, 1
+		case l == "#get" && seen == 1:
+			cur, seen = &get, 2
+		case cur == nil:
+			return list, get, false, fmt.Errorf("zfs facts: unexpected line %q", l)
+		case strings.HasPrefix(l, "#exit "):
 			n, err := strconv.Atoi(strings.TrimPrefix(l, "#exit "))
 			if err != nil {
-				return nil, false, fmt.Errorf("zfs facts: bad exit line %q", l)
+				return list, get, false, fmt.Errorf("zfs facts: bad exit line %q", l)
 			}
 			cur.exit = n
-			cur = nil
-		case cur == nil:
-			if l == "" && len(sections) == 0 {
-				continue
-			}
-			return nil, false, fmt.Errorf("zfs facts: unexpected line %q", l)
+		case strings.HasPrefix(l, "#err "):
+			cur.errs = append(cur.errs, strings.TrimPrefix(l, "#err "))
 		default:
 			cur.lines = append(cur.lines, l)
 		}
 	}
-	return sections, false, nil
+	if seen != 2 {
+		return list, get, false, fmt.Errorf("zfs facts: unexpected output %q", s)
+	}
+	return list, get, false, nil
 }
 
-// raw is what a section's command printed, as Recheck's command prints it.
-func (s section) raw() string { return strings.Join(s.lines, "\n") }
+// notFound is how zfs says that a name it was given does not exist.
+func notFound(name string) string { return "cannot open '" + name + "': dataset does not exist" }
 
-// missing reports whether a failed command said its subject does not
-// exist, which is an answer, not an error.
-func (s section) missing() bool {
-	return s.exit == 1 && len(s.lines) == 1 && strings.HasSuffix(s.lines[0], "': dataset does not exist")
+// missingAndOther sorts a command's error lines into the names it said do
+// not exist, which are answers, and anything else, which is an error.
+func (s section) missingAndOther() (missing map[string]bool, other []string) {
+	missing = map[string]bool{}
+	for _, e := range s.errs {
+		if n, ok := strings.CutPrefix(e, "cannot open '"); ok && strings.HasSuffix(n, "': dataset does not exist") {
+			missing[strings.TrimSuffix(n, "': dataset does not exist")] = true
+			continue
+		}
+		other = append(other, e)
+	}
+	if len(other) == 0 && s.exit != 0 && len(missing) == 0 {
+		other = append(other, fmt.Sprintf("exit %d", s.exit))
+	}
+	return missing, other
 }
 
 func (fact) Parse(out []byte, keys []string) (map[string]any, error) {
-	sections, nozfs, err := parseSections(out)
+	list, get, nozfs, err := parseSections(out)
 	if err != nil {
 		return nil, err
 	}
@@ -161,59 +192,67 @@ func (fact) Parse(out []byte, keys []string) (map[string]any, error) {
 		}
 		return res, nil
 	}
-	pools := map[string]section{}
-	gets := map[string]section{}
+	// The listing, by pool, with each pool's lines as zfs list -r POOL
+	// alone prints them (for Recheck).
 	listed := map[string][]entry{}
-	for _, s := range sections {
-		if s.kind == "get" {
-			gets[s.subject] = s
-			continue
+	poolLines := map[string][]string{}
+	for _, l := range list.lines {
+		f := strings.Split(l, "\t")
+		if len(f) != 3 {
+			return nil, fmt.Errorf("zfs facts: unexpected zfs list line %q", l)
 		}
-		pools[s.subject] = s
-		if s.exit != 0 {
-			continue
-		}
-		for _, l := range s.lines {
-			f := strings.Split(l, "\t")
-			if len(f) != 3 {
-				return nil, fmt.Errorf("zfs facts: unexpected zfs list line %q", l)
-			}
-			listed[s.subject] = append(listed[s.subject], entry{f[0], f[1], f[2]})
-		}
+		p := poolOf(f[0])
+		listed[p] = append(listed[p], entry{f[0], f[1], f[2]})
+		poolLines[p] = append(poolLines[p], l)
 	}
+	// The local properties, by dataset: a line that does not start with a
+	// dataset's name continues the value of the line before (a user
+	// property may hold a newline).
+	getLines := map[string][]string{}
+	last := ""
+	for _, l := range get.lines {
+		if n, _, ok := strings.Cut(l, "\t"); ok && slices.Contains(keys, n) {
+			last = n
+		}
+		if last == "" {
+			return nil, fmt.Errorf("zfs facts: unexpected zfs get line %q", l)
+		}
+		getLines[last] = append(getLines[last], l)
+	}
+	listMissing, listErr := list.missingAndOther()
+	getMissing, getErr := get.missingAndOther()
 	for _, k := range keys {
 		p := poolOf(k)
-		ps, ok := pools[p]
 		var d State
 		switch {
-		case !ok:
-			return nil, fmt.Errorf("zfs facts: no listing of pool %s", p)
-		case ps.missing():
-		case ps.exit != 0:
-			d.Err = fmt.Sprintf("zfs list of pool %s failed (exit %d): %s", p, ps.exit, strings.Join(ps.lines, "; "))
+		case len(listErr) > 0:
+			d.Err = "zfs list failed: " + strings.Join(listErr, "; ")
+		case listMissing[p]:
+			d.raw = notFound(p)
+		case len(listed[p]) == 0:
+			d.Err = "zfs list printed nothing of pool " + p
 		default:
 			d = describe(k, listed[p])
+			d.raw = strings.Join(poolLines[p], "\n")
 		}
-		d.raw = ps.raw()
-		if !strings.Contains(k, "@") {
-			gs, ok := gets[k]
-			if !ok {
-				return nil, fmt.Errorf("zfs facts: no properties of %s", k)
+		if !strings.Contains(k, "@") && d.Err == "" {
+			d.get = strings.Join(getLines[k], "\n")
+			if getMissing[k] {
+				d.get = notFound(k)
 			}
-			d.raw = joinNonEmpty(d.raw, "#get", gs.raw())
+			d.raw = joinNonEmpty(d.raw, "#get", d.get)
 			switch {
-			case d.Err != "":
-			case gs.exit == 0 && d.Exists:
-				local, err := parseLocal(k, gs.lines)
+			case len(getErr) > 0:
+				d.Err = "zfs get failed: " + strings.Join(getErr, "; ")
+			case d.Exists && !getMissing[k]:
+				local, err := parseLocal(k, getLines[k])
 				if err != nil {
 					return nil, err
 				}
 				d.Local = local
-			case gs.exit == 0 || gs.missing():
-				// gone between the two commands, or created: Recheck tells
-			default:
-				d.Err = fmt.Sprintf("zfs get of %s failed (exit %d): %s", k, gs.exit, strings.Join(gs.lines, "; "))
 			}
+			// Listed but not found by zfs get, or the other way round: it
+			// went or came between the two commands; Recheck tells.
 		}
 		res[k] = d
 	}
@@ -235,12 +274,20 @@ func joinNonEmpty(parts ...string) string {
 // parseLocal reads zfs get -H -o name,property,value lines of one dataset.
 func parseLocal(name string, lines []string) (map[string]string, error) {
 	local := map[string]string{}
+	last := ""
 	for _, l := range lines {
 		f := strings.SplitN(l, "\t", 3)
-		if len(f) != 3 || f[0] != name {
+		switch {
+		case len(f) == 3 && f[0] == name:
+			last = f[1]
+			local[last] = f[2]
+		case last != "":
+			// a user property's value may hold a newline (set by
+			// something else than orch, which refuses them)
+			local[last] += "\n" + l
+		default:
 			return nil, fmt.Errorf("zfs facts: unexpected zfs get line %q", l)
 		}
-		local[f[1]] = f[2]
 	}
 	if len(local) == 0 {
 		return nil, nil
@@ -345,4 +392,29 @@ func (fact) Recheck(key string, value any) string {
 		cmd += "; echo '#get'; " + getCmd + modules.Quote(key) + " 2>&1"
 	}
 	return fmt.Sprintf("[ \"$( { %s; } </dev/null)\" = %s ]", cmd, modules.Quote(d.raw))
+}
+
+// stillMissing holds while zfs does not know name.
+func stillMissing(name string) string {
+	return "{ ! zfs list -H -o name " + modules.Quote(name) + " >/dev/null 2>&1; }"
+}
+
+// stillThere holds while zfs knows name.
+func stillThere(name string) string {
+	return "zfs list -H -o name " + modules.Quote(name) + " >/dev/null 2>&1"
+}
+
+// sameLocal holds while a dataset's local properties read as gathered.
+func sameLocal(name string, d State) string {
+	return fmt.Sprintf("[ \"$( { %s%s 2>&1; } </dev/null)\" = %s ]", getCmd, modules.Quote(name), modules.Quote(d.get))
+}
+
+// recheckOf is a task's recheck: cond when the task's facts were
+// gathered without error, else the fact's own recheck (which fails).
+func recheckOf(req modules.CheckRequest, name string, cond func(State) string) string {
+	d, ok := req.Facts[modules.FactKey{Fact: FactName, Key: name}].(State)
+	if !ok || d.Err != "" {
+		return "false"
+	}
+	return cond(d)
 }

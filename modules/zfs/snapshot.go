@@ -20,6 +20,7 @@ var (
 	_ modules.Effector   = (*Snapshot)(nil)
 	_ modules.Reader     = (*Snapshot)(nil)
 	_ modules.Describer  = (*Snapshot)(nil)
+	_ modules.Rechecker  = (*Snapshot)(nil)
 )
 
 func (s *Snapshot) Describe() string { return "zfs.snapshot " + s.Name }
@@ -57,6 +58,21 @@ func (s *Snapshot) Effects() []string {
 		}
 	}
 	return out
+}
+
+// Recheck: a snapshot that should exist is decided by its own existence
+// alone (whether its dataset exists only changes the words); what is below
+// it and what depends on it need the pool's listing.
+func (s *Snapshot) Recheck(req modules.CheckRequest) string {
+	return recheckOf(req, s.Name, func(st State) string {
+		switch {
+		case s.State == "absent" || s.Recursive:
+			return fact{}.Recheck(s.Name, st)
+		case st.Exists:
+			return stillThere(s.Name)
+		}
+		return stillMissing(s.Name)
+	})
 }
 
 func (s *Snapshot) Probe(modules.ProbeRequest) string { return "" }

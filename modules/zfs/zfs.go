@@ -14,12 +14,13 @@ import (
 // common is the part of the docs that the three modules share.
 const common = `
 Facts: one shared fact for all of a host's zfs tasks, gathered in the probe
-exchange: "zfs list -H -o name,type,origin -t all -r POOL" once per pool
-the tasks name (a clone lives in the pool of its origin, so the listing
-holds every dependent), and "zfs get -H -p -s local -o name,property,value
-all DATASET" once per dataset or clone named. zfs list needs no -p (and
-zfs-fuse has none): names, types and origins are not numbers; the numbers
-come from zfs get -p, which prints them exactly (sizes in bytes).
+exchange with two commands: one "zfs list -H -o name,type,origin -t all -r
+POOL..." of every pool the tasks name (a clone lives in the pool of its
+origin, so the listing holds every dependent) and one "zfs get -H -p -s
+local -o name,property,value all DATASET..." of every dataset or clone
+named; both go on past a name that does not exist. zfs list needs no -p
+(and zfs-fuse has none): names, types and origins are not numbers; the
+numbers come from zfs get -p, which prints them exactly (sizes in bytes).
 
 Properties are compared by the exact value zfs get -p prints. The value you
 write is normalised the way zfs itself parses it before the comparison:
@@ -30,7 +31,8 @@ libzfs's zfs_nicestrtonum rules ("1G" = "1g" = "1GiB" = "1073741824",
 booleans as on and off, integers in decimal; every other value is compared
 as written, since zfs stores it so ("on" is not "lz4": compression=on is
 its own value, and zfs get -p prints "on"). A mountpoint must be written
-in its clean form (no trailing slash): zfs keeps it as written. So a
+in its clean form (no trailing slash): zfs-fuse keeps it as written, so
+another form would never compare equal (OpenZFS was not tried). So a
 quota of "1G" on a dataset whose quota is 1073741824 is not a change, and
 formatting never makes one (ansible#19689).
 
@@ -57,22 +59,35 @@ reason and the diff list them all). The check decides from the facts, so
 
 zfs-fuse lets go of a dataset a while after its files are closed, and
 says "dataset is busy" until then: a destroy retries for up to 10 seconds
-while zfs says busy (FreeBSD never does; a dataset that stays busy fails
-the task with zfs's message).
+while zfs says busy (OpenZFS says so only while something holds the
+dataset open); a dataset that stays busy fails the task with zfs's
+message.
 
-Effects: zfs:NAME; a creation also zfs:PARENT... for the parents zfs
-create -p makes, a destroy zfs:NAME/ (what is under it), a snapshot or
-clone zfs:DATASET of the dataset that gains or loses the dependent, and a
-recursive destroy zfs:POOL/ (-R may take clones anywhere in the pool).
-Destroy a clone with zfs.clone(state="absent") rather than zfs.dataset, so
-that a later destroy of its origin in the same run is re-checked.
+Effects: zfs:NAME. A creation also zfs:PARENT for each parent (zfs
+create -p may make them); a destroy zfs:NAME/ (what is under it), and with
+recursive=True zfs:POOL/ (-R may take clones anywhere in the pool); a
+snapshot or a clone zfs:DATASET of the dataset whose snapshot it is or
+clones (its destroy depends on them), a clone also zfs:SNAPSHOT. A task
+reads its own keys, a destroy also what is under its name. Destroy a clone
+with zfs.clone(state="absent") rather than zfs.dataset, so that a later
+destroy of its origin in the same run is decided again.
+
+Exchanges: a no-change rerun of any mix of zfs tasks is one exchange per
+host, and a run that changes things one more. Inside the apply each task
+confirms on the host that what its decision read still holds (a dataset
+still missing, its local properties as read), so tasks that depend on
+each other (a dataset, its snapshot, a clone of that) apply in the same
+exchange. A destroy that was refused because of a dependent that an
+earlier task of the run destroys is decided again from fresh facts: one
+exchange more.
 
 Verified against: zfs-fuse 0.7.0 (Debian) on file-backed pools, live
 through the engine (check mode, create, a no-change rerun in one exchange,
 a property changed outside orch repaired, destroys refused and
 recursive, snapshots and clones); FreeBSD 14's OpenZFS only on outputs
 transcribed from the zfs-list(8) and zfs-get(8) manual pages and
-zfs_main.c, not on a FreeBSD host.`
+zfs_main.c, not on a FreeBSD host. The zfs-fuse quirks the module meets
+are listed in testkit/zfstest.`
 
 func init() {
 	modules.Register(modules.Info{ID: "zfs.dataset", New: func() any { return new(Dataset) }, Doc: `Creates or destroys a ZFS file system and sets its properties.

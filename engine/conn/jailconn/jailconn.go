@@ -13,6 +13,8 @@
 // land on the parent.
 //
 // jexec needs root on the parent: the parent's login user must be root.
+// The jail needs a /dev (mount.devfs), as on any host orch reaches: its
+// scripts read and write /dev/null.
 // Verified against the lab's stand-in FreeBSD host (lab/standin), whose
 // jexec follows FreeBSD's arguments and messages, and against recorded
 // FreeBSD jexec outputs (testdata/freebsd/jexec); not on a FreeBSD kernel.
