@@ -10,6 +10,7 @@ import (
 	_ "github.com/orch-dev/orch/modules/docker"
 	_ "github.com/orch-dev/orch/modules/file"
 	_ "github.com/orch-dev/orch/modules/haproxy"
+	_ "github.com/orch-dev/orch/modules/jail"
 	_ "github.com/orch-dev/orch/modules/linode"
 	_ "github.com/orch-dev/orch/modules/nginx"
 	_ "github.com/orch-dev/orch/modules/pkg"
