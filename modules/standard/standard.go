@@ -15,4 +15,5 @@ import (
 	_ "github.com/orch-dev/orch/modules/nginx"
 	_ "github.com/orch-dev/orch/modules/pkg"
 	_ "github.com/orch-dev/orch/modules/service"
+	_ "github.com/orch-dev/orch/modules/zfs"
 )
