@@ -217,7 +217,7 @@ func (b *Bectl) Check(req modules.CheckRequest, resp *modules.CheckResponse) {
 	case "present", "active":
 		if !st.exists {
 			if b.State == "active" && b.Source == nil {
-				resp.Err = fmt.Errorf("boot environment %s does not exist, so it cannot be activated (bectl activate%s %s): create it first, with source= or an earlier bectl task",
+				resp.Err = fmt.Errorf("boot environment %s does not exist (yet): source= or an earlier bectl task must create it before bectl activate%s %s",
 					b.Name, map[bool]string{true: " -t"}[b.Temporary], b.Name)
 				return
 			}
