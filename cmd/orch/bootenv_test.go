@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -44,8 +45,10 @@ bectl destroy -o broken`)
 	orch := func(args ...string) (string, int) {
 		t.Helper()
 		var out, errOut bytes.Buffer
-		base := []string{"run", "bootenv", "-i", h.InventoryFile, "--known-hosts", h.KnownHosts, "--host-key-check", "strict",
-			"-e", "be=next", "-e", "keep=/etc/rc.conf,/usr/local/etc/app"}
+		base := []string{"run", "bootenv", "-i", h.InventoryFile, "--known-hosts", h.KnownHosts, "--host-key-check", "strict", "-e", "be=next"}
+		if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "keep=") }) {
+			base = append(base, "-e", "keep=/etc/rc.conf,/usr/local/etc/app")
+		}
 		code := Main(append(base, args...), &out, &errOut)
 		return out.String() + errOut.String(), code
 	}
@@ -147,6 +150,29 @@ bectl destroy -o broken`)
 		}
 	})
 
+	t.Run("failed preparation cleans up", func(t *testing.T) {
+		boot := bootID()
+		out, code := orch("-e", "image=/var/tmp/good.zfs", "-e", "keep=/etc/rc.conf,/usr/local/etc/nosuch")
+		if code != 1 {
+			t.Fatalf("exit %d, want 1\n%s", code, out)
+		}
+		for _, w := range []string{"keep: /usr/local/etc/nosuch does not exist on the running system",
+			"preparing boot environment next on bsd1 failed; it was destroyed again"} {
+			if !strings.Contains(out, w) {
+				t.Errorf("output lacks %q:\n%s", w, out)
+			}
+		}
+		fl := flags()
+		want(fl, "default", "NR")
+		want(fl, "next", "absent")
+		if b := bootID(); b != boot {
+			t.Error("the host rebooted")
+		}
+		if m := h.Must(t, "grep -c be_mount /proc/mounts || true"); m != "0\n" {
+			t.Errorf("a BE is still mounted: %q", m)
+		}
+	})
+
 	t.Run("good image", func(t *testing.T) {
 		boot := bootID()
 		h.Must(t, "echo 'orch_test_marker=\"YES\"' >> /etc/rc.conf")
@@ -199,4 +225,32 @@ func normalize(out, address string) string {
 	out = strings.ReplaceAll(out, address, "ADDRESS")
 	out = sshWarnRE.ReplaceAllString(out, "") // this machine's /etc/ssh/ssh_config
 	return out
+}
+
+// TestBootenvArguments: the plan refuses missing or bad arguments before
+// it contacts a host (exit 2), naming the argument.
+func TestBootenvArguments(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("ORCH_STATE", filepath.Join(dir, "state"))
+	inv := filepath.Join(dir, "inventory.ini")
+	if err := os.WriteFile(inv, []byte("[freebsd]\nbsd1 ansible_host=127.0.0.1 ansible_port=1\nbsd2 ansible_host=127.0.0.1 ansible_port=1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-e", "be=next"}, "-e image=PATH is required"},
+		{[]string{"-e", "image=relative.zfs", "-e", "be=next"}, "-e image=PATH is required"},
+		{[]string{"-e", "image=/var/tmp/x.zfs"}, "-e be=NAME is required"},
+		{[]string{"-e", "image=/var/tmp/x.zfs", "-e", "be=next", "-e", "keep=etc/rc.conf"}, `-e keep: "etc/rc.conf" is not an absolute path`},
+		{[]string{"-e", "image=/var/tmp/x.zfs", "-e", "be=next", "-e", "keep=/etc/../root"}, `-e keep: "/etc/../root"`},
+		{[]string{"-e", "image=/var/tmp/x.zfs", "-e", "be=next"}, `bootenv reboots one host at a time: "freebsd" matches 2 hosts (bsd1, bsd2)`},
+	} {
+		var out, errOut bytes.Buffer
+		code := Main(append([]string{"run", "bootenv", "-i", inv}, c.args...), &out, &errOut)
+		if code != 2 || !strings.Contains(out.String()+errOut.String(), c.want) {
+			t.Errorf("%v: exit %d, want 2 and %q:\n%s%s", c.args, code, c.want, out.String(), errOut.String())
+		}
+	}
 }
