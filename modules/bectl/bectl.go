@@ -58,10 +58,11 @@ BEs' flags); creating or destroying a BE also touches zfs:* (its datasets
 and the snapshot it is cloned from).
 
 Verified against: recorded FreeBSD behaviour (testdata/freebsd/bectl,
-transcribed from freebsd-src's sbin/bectl and lib/libbe and a published
-EuroBSDcon 2023 transcript) and live on the lab's FreeBSD stand-in
-(lab/standin: bectl, zfs and reboots over zfs-fuse, with the loader's
-one-shot fallback), not on a FreeBSD kernel.`})
+transcribed from freebsd-src's sbin/bectl (bectl.8, bectl.c,
+bectl_list.c) and lib/libbe, and a published EuroBSDcon 2023 transcript)
+and live on the lab's FreeBSD stand-in (lab/standin: bectl, zfs and
+reboots over zfs-fuse, with the loader's one-shot fallback), not on a
+FreeBSD kernel.`})
 }
 
 // Bectl is the argument struct of bectl().
