@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/orch-dev/orch/internal/freebsd"
 	"github.com/orch-dev/orch/testkit/standintest"
@@ -198,6 +199,17 @@ bectl umount look; bectl destroy -o look`)
 		if got != "kept\n1\n" {
 			t.Errorf("the new BE's copies of the kept state: %q", got)
 		}
+
+		// For good: the boot after next is next again.
+		booted := bootID()
+		h.Must(t, "shutdown -r now >/dev/null")
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		if _, err := h.WaitBoot(ctx, booted); err != nil {
+			t.Fatal(err)
+		}
+		fl = flags()
+		want(fl, "next", "NR")
 
 		// A rerun finds the BE there and refuses before changing anything
 		// (exit 2: found before anything changed).
