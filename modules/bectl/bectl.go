@@ -53,9 +53,10 @@ Facts: one bectl list -H and zpool list -H -o name,bootfs per host for all
 its bectl tasks (the shared fact "bectl", keyed by BE name; plans read it
 as h.fact("bectl", NAME), a dict with exists, active, next_boot,
 temporary, mountpoint, booted, next_boot_be, temporary_be, root and flags).
-Effects: bectl:NAME, and bectl: for activations (they change the other
-BEs' flags); creating or destroying a BE also touches zfs:* (its datasets
-and the snapshot it is cloned from).
+Effects: bectl:NAME, and bectl: for activations and destruction (they
+change the other BEs' flags, or drop a pending temporary activation);
+creating or destroying a BE also touches zfs:* (its datasets and the
+snapshot it is cloned from).
 
 Verified against: recorded FreeBSD behaviour (testdata/freebsd/bectl,
 transcribed from freebsd-src's sbin/bectl (bectl.8, bectl.c,
@@ -155,11 +156,12 @@ func (b *Bectl) Facts() []modules.FactKey {
 	return keys
 }
 
-// Effects: the BE; activations change the others' flags (bectl:); making
-// or destroying a BE makes or destroys datasets and snapshots.
+// Effects: the BE; activations change the others' flags (bectl:), and so
+// does destroying a BE pending a temporary activation (it removes that);
+// making or destroying a BE makes or destroys datasets and snapshots.
 func (b *Bectl) Effects() []string {
 	out := []string{"bectl:" + b.Name}
-	if b.State == "active" {
+	if b.State != "present" {
 		out = append(out, "bectl:")
 	}
 	if b.State != "active" || b.Source != nil {

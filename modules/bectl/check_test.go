@@ -167,6 +167,13 @@ func TestKeys(t *testing.T) {
 	if !modules.OverlapAny(activate.Effects(), other.Reads()) {
 		t.Errorf("activation effects %v do not reach another BE's reads %v", activate.Effects(), other.Reads())
 	}
+	if destroy := (&Bectl{Name: "pending", State: "absent"}); !modules.OverlapAny(destroy.Effects(), activate.Reads()) {
+		t.Errorf("destruction effects %v (it may drop a temporary activation) do not reach an activation's reads %v", destroy.Effects(), activate.Reads())
+	}
+	activateReads := append(activate.Reads(), Key("new").StateKey())
+	if other := (&Bectl{Name: "other", State: "present"}); modules.OverlapAny(other.Effects(), activateReads) {
+		t.Errorf("creating another BE %v re-checks an activation %v for nothing", other.Effects(), activateReads)
+	}
 	if !modules.OverlapAny(create.Effects(), []string{"zfs:zroot/ROOT/new"}) {
 		t.Errorf("creation effects %v do not reach zfs:zroot/ROOT/new", create.Effects())
 	}
