@@ -212,10 +212,17 @@ bectl umount look; bectl destroy -o look`)
 		want(fl, "next", "NR")
 
 		// A rerun finds the BE there and refuses before changing anything
-		// (exit 2: found before anything changed).
+		// (exit 2: nothing was touched).
+		booted = bootID()
 		out, code = orch("-e", "image=/var/tmp/good.zfs")
 		if code != 2 || !strings.Contains(out, "boot environment next exists already on bsd1 (flags NR)") {
 			t.Errorf("rerun: exit %d\n%s", code, out)
+		}
+		fl = flags()
+		want(fl, "next", "NR")
+		want(fl, "default", "")
+		if b := bootID(); b != booted {
+			t.Error("the refused rerun rebooted the host")
 		}
 	})
 }
