@@ -7,6 +7,7 @@ import (
 
 	"github.com/orch-dev/orch/engine/conn"
 	_ "github.com/orch-dev/orch/engine/conn/dockerconn" // the docker connection
+	_ "github.com/orch-dev/orch/engine/conn/jailconn"   // the jail connection
 	_ "github.com/orch-dev/orch/engine/conn/sshconn"    // the ssh connection
 	"github.com/orch-dev/orch/inventory"
 )

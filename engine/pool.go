@@ -94,7 +94,9 @@ func (p *pool) retire(e *poolEntry) {
 	if e.c == nil {
 		return
 	}
-	p.retired.Add(e.c.Exchanges())
+	if !nested(e.c) {
+		p.retired.Add(e.c.Exchanges())
+	}
 	e.c.Close()
 	e.c, e.facts = nil, nil
 }
@@ -153,8 +155,14 @@ func (p *pool) setHostFact(host, name string, v any) {
 	e.facts[name] = v
 }
 
+// nested reports whether c's exchanges are its parent's too (conn.Nested).
+func nested(c conn.Conn) bool {
+	n, ok := c.(conn.Nested)
+	return ok && n.Nested()
+}
+
 // exchanges sums the exchanges of one host's connection, or of all when
-// name is "".
+// name is "": then a nested connection's are counted by its parent's.
 func (p *pool) exchanges(name string) int64 {
 	var n int64
 	if name == "" {
@@ -170,7 +178,7 @@ func (p *pool) exchanges(name string) int64 {
 	p.mu.Unlock()
 	for _, e := range entries {
 		e.mu.Lock()
-		if e.c != nil {
+		if e.c != nil && (name != "" || !nested(e.c)) {
 			n += e.c.Exchanges()
 		}
 		e.mu.Unlock()

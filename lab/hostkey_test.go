@@ -11,6 +11,9 @@ import (
 
 	"github.com/orch-dev/orch/engine"
 	"github.com/orch-dev/orch/inventory"
+	"github.com/orch-dev/orch/modules"
+	"github.com/orch-dev/orch/modules/digitalocean"
+	"github.com/orch-dev/orch/modules/linode"
 	_ "github.com/orch-dev/orch/modules/standard"
 	"github.com/orch-dev/orch/plan"
 )
@@ -20,8 +23,10 @@ import (
 func runLabPlan(t *testing.T, src, state string) []engine.Event {
 	t.Helper()
 	l := needLab(t)
-	for k, v := range l.Env() {
-		t.Setenv(k, v)
+	env := l.Env()
+	endpoints := map[string]modules.Endpoint{
+		linode.Provider:       {Token: env[linode.TokenEnv], URL: env[linode.URLEnv]},
+		digitalocean.Provider: {Token: env[digitalocean.TokenEnv], URL: env[digitalocean.URLEnv]},
 	}
 	path := filepath.Join(t.TempDir(), "plan.star")
 	os.WriteFile(path, []byte(src), 0o644)
@@ -31,7 +36,7 @@ func runLabPlan(t *testing.T, src, state string) []engine.Event {
 	}
 	defer p.Close()
 	var events []engine.Event
-	_, err = engine.Run(context.Background(), p, inventory.New(), engine.Options{StateDir: state,
+	_, err = engine.Run(context.Background(), p, inventory.New(), engine.Options{StateDir: state, Endpoints: endpoints,
 		SSH:     engine.SSHOptions{KnownHosts: []string{l.KnownHostsPath()}, HostKeyCheck: "strict", NoSSHConfig: true, IdentityFiles: []string{l.KeyPath()}},
 		OnEvent: func(e engine.Event) { events = append(events, e) }})
 	if err != nil {

@@ -360,9 +360,11 @@ func TestStacksLifeCycle(t *testing.T) {
 	if out, err := exec.Command("docker", "restart", prefix+"-stacks-haproxy").CombinedOutput(); err != nil {
 		t.Fatalf("docker restart: %v: %s", err, out)
 	}
+	// Wait for the restarted HAProxy to serve first: a plan run while it is
+	// still starting finds no admin socket and rightly starts it again.
+	traffic.WaitFor(t, "production answers after the restart", func() bool { return get("http://"+prod+"/") == "v2" })
 	o = s.ok("deactivate", "v1")
 	if got := state(o); !strings.HasSuffix(got, "release=- active=v2 inactive=-") || o.rep.Summary.TasksChanged != 0 {
 		t.Fatalf("after a restart of HAProxy: %q, %+v", got, o.rep.Summary)
 	}
-	traffic.WaitFor(t, "production answers after the restart", func() bool { return get("http://"+prod+"/") == "v2" })
 }

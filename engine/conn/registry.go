@@ -116,6 +116,15 @@ func Names() []string {
 	return out
 }
 
+// Nested is implemented by connections that reach their host through
+// another host's connection, which counts their exchanges as its own (the
+// jail connection's jexec is an exec of its parent's). Their Exchanges are
+// their host's, but the run's total leaves them out, so each exchange
+// counts once.
+type Nested interface {
+	Nested() bool
+}
+
 // Aliver is implemented by connections that can tell they were lost (the
 // host rebooted or the network went away), so that the engine dials again
 // the next time the plan asks for the host.

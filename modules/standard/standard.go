@@ -11,8 +11,10 @@ import (
 	_ "github.com/orch-dev/orch/modules/docker"
 	_ "github.com/orch-dev/orch/modules/file"
 	_ "github.com/orch-dev/orch/modules/haproxy"
+	_ "github.com/orch-dev/orch/modules/jail"
 	_ "github.com/orch-dev/orch/modules/linode"
 	_ "github.com/orch-dev/orch/modules/nginx"
 	_ "github.com/orch-dev/orch/modules/pkg"
 	_ "github.com/orch-dev/orch/modules/service"
+	_ "github.com/orch-dev/orch/modules/zfs"
 )

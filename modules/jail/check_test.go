@@ -1,0 +1,144 @@
+package jail
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/orch-dev/orch/modules"
+	"github.com/orch-dev/orch/modules/internal/facttest"
+	"github.com/orch-dev/orch/modules/pathfact"
+)
+
+// checkFixture is one decision, pyinfra style: the arguments, a recorded
+// jail fact (by fixture name) and the config file's state in; the
+// decision and the apply snippet's lines out.
+type checkFixture struct {
+	About    string         `json:"about"`
+	Args     fixtureArgs    `json:"args"`
+	Facts    string         `json:"facts"` // the jail fact fixture under testdata/facts/jail
+	Conf     string         `json:"conf"`  // the config file: absent | same (as rendered) | differs
+	Changed  bool           `json:"changed"`
+	Reason   string         `json:"reason"`
+	Commands []string       `json:"commands,omitempty"`
+	Err      string         `json:"err,omitempty"`
+	Extra    map[string]any `json:"-"`
+}
+
+type fixtureArgs struct {
+	Name   string         `json:"name"`
+	Path   string         `json:"path"`
+	IP     any            `json:"ip,omitempty"`
+	State  string         `json:"state,omitempty"`
+	Params map[string]any `json:"params,omitempty"`
+}
+
+func splitLines(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(strings.TrimSuffix(s, "\n"), "\n")
+}
+
+// normalise turns JSON numbers into ints, as the Starlark adapter gives them.
+func normalise(v any) any {
+	switch x := v.(type) {
+	case float64:
+		return int(x)
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = normalise(e)
+		}
+		return out
+	case map[string]any:
+		out := map[string]any{}
+		for k, e := range x {
+			out[k] = normalise(e)
+		}
+		return out
+	}
+	return v
+}
+
+// TestCheckFixtures decides every fixture's task from its recorded facts
+// and compares the decision and the commands, for every state on its
+// change and its no-change paths.
+func TestCheckFixtures(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join("testdata", "check", "*.json"))
+	if len(files) == 0 {
+		t.Fatal("no fixtures")
+	}
+	seen := map[string]map[bool]bool{}
+	for _, file := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(file), ".json"), func(t *testing.T) {
+			var fx checkFixture
+			b, err := os.ReadFile(file)
+			if err == nil {
+				err = json.Unmarshal(b, &fx)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			j := &Jail{Name: fx.Args.Name, Path: fx.Args.Path, IP: normalise(fx.Args.IP), State: fx.Args.State}
+			if fx.Args.Params != nil {
+				j.Params = normalise(fx.Args.Params).(map[string]any)
+			}
+			if j.State == "" {
+				j.State = "running"
+			}
+			if err := j.Validate(nil); err != nil {
+				t.Fatal(err)
+			}
+			req := modules.CheckRequest{Facts: map[modules.FactKey]any{}}
+			_, vals := facttest.Load(t, FactName, fx.Facts)
+			if v, ok := vals[j.Name]; ok {
+				req.Facts[Key(j.Name)] = v
+			}
+			switch fx.Conf {
+			case "absent":
+				req.Facts[pathfact.Key(j.ConfPath())] = pathfact.State{Kind: "absent"}
+			case "same":
+				req.Facts[pathfact.Key(j.ConfPath())] = pathfact.State{Kind: "file", Mode: 0o644, Sum: sha256Hex(j.Conf())}
+			case "differs":
+				req.Facts[pathfact.Key(j.ConfPath())] = pathfact.State{Kind: "file", Mode: 0o644, Sum: sha256Hex([]byte("www { path = /elsewhere; }\n"))}
+			default:
+				t.Fatalf("conf %q is not absent, same or differs", fx.Conf)
+			}
+			var resp modules.CheckResponse
+			j.Check(req, &resp)
+			got := fx
+			got.Changed, got.Reason, got.Commands, got.Err = resp.Changed, resp.Reason, splitLines(resp.Apply), ""
+			if resp.Err != nil {
+				got.Err = resp.Err.Error()
+			}
+			if os.Getenv(facttest.Reparse) != "" { // a tool: review the diff
+				b, _ := json.MarshalIndent(got, "", "  ")
+				os.WriteFile(file, append(b, '\n'), 0o644)
+				return
+			}
+			if got.Changed != fx.Changed || got.Reason != fx.Reason || got.Err != fx.Err || !slices.Equal(got.Commands, fx.Commands) {
+				g, _ := json.MarshalIndent(got, "", "  ")
+				t.Errorf("decided\n%s", g)
+			}
+			if resp.Err == nil && resp.Changed != (resp.Apply != "") {
+				t.Errorf("changed=%v with apply %q", resp.Changed, resp.Apply)
+			}
+			if resp.Err == nil && !resp.Changed && resp.Reason == "" {
+				t.Error("no change and no reason")
+			}
+			if seen[j.State] == nil {
+				seen[j.State] = map[bool]bool{}
+			}
+			seen[j.State][resp.Changed] = true
+		})
+	}
+	for _, state := range []string{"running", "stopped", "absent"} {
+		if !seen[state][true] || !seen[state][false] {
+			t.Errorf("state %s: fixtures for the change path %v, the no-change path %v; want both", state, seen[state][true], seen[state][false])
+		}
+	}
+}
