@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/orch-dev/orch/internal/freebsd"
-	"github.com/orch-dev/orch/testkit/standintest"
+	"github.com/orch-dev/orch/lab/standin/standintest"
 )
 
 var updateGolden = flag.Bool("update", false, "rewrite testdata/bootenv-check.golden from this run")
@@ -26,10 +26,25 @@ var updateGolden = flag.Bool("update", false, "rewrite testdata/bootenv-check.go
 // the running BE (booted, confirmed, activated for good, local state
 // carried over).
 func TestBootenv(t *testing.T) {
-	h := standintest.Start(t, "bectl-cli", "bsd1")
+	h := standintest.Start(t, "orch-bectl-cli")
+	inv := filepath.Join(t.TempDir(), "inventory.ini")
+	if err := os.WriteFile(inv, []byte("[freebsd]\nbsd1 ansible_host="+h.Address+" ansible_user=root ansible_ssh_private_key_file="+h.KeyFile+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// must runs a script on the host outside orch, failing t (a subtest too).
+	must := func(t *testing.T, script string) string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		res, err := h.Exec(ctx, script)
+		if err != nil || res.ExitCode != 0 {
+			t.Fatalf("%s: %v, exit %d\nstdout: %s\nstderr: %s", script, err, res.ExitCode, res.Stdout, res.Stderr)
+		}
+		return string(res.Stdout)
+	}
 	t.Setenv("ORCH_STATE", filepath.Join(t.TempDir(), "state"))
 	t.Setenv("HOME", t.TempDir())
-	h.Must(t, `set -e
+	must(t, `set -e
 mkdir -p /usr/local/etc/app
 echo kept > /usr/local/etc/app/marker
 zfs snapshot zroot/ROOT/default@image
@@ -46,7 +61,7 @@ bectl destroy -o broken`)
 	orch := func(args ...string) (string, int) {
 		t.Helper()
 		var out, errOut bytes.Buffer
-		base := []string{"run", "bootenv", "-i", h.InventoryFile, "--known-hosts", h.KnownHosts, "--host-key-check", "strict", "-e", "be=next"}
+		base := []string{"run", "bootenv", "-i", inv, "--known-hosts", h.KnownHosts, "--host-key-check", "strict", "-e", "be=next"}
 		if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "keep=") }) {
 			base = append(base, "-e", "keep=/etc/rc.conf,/usr/local/etc/app")
 		}
@@ -55,7 +70,7 @@ bectl destroy -o broken`)
 	}
 	flags := func() map[string]string {
 		t.Helper()
-		bes, err := freebsd.ParseBectlList([]byte(h.Must(t, "bectl list -H")))
+		bes, err := freebsd.ParseBectlList([]byte(must(t, "bectl list -H")))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -169,14 +184,14 @@ bectl destroy -o broken`)
 		if b := bootID(); b != boot {
 			t.Error("the host rebooted")
 		}
-		if m := h.Must(t, "grep -c be_mount /proc/mounts || true"); m != "0\n" {
+		if m := must(t, "grep -c be_mount /proc/mounts || true"); m != "0\n" {
 			t.Errorf("a BE is still mounted: %q", m)
 		}
 	})
 
 	t.Run("good image", func(t *testing.T) {
 		boot := bootID()
-		h.Must(t, "echo 'orch_test_marker=\"YES\"' >> /etc/rc.conf")
+		must(t, "echo 'orch_test_marker=\"YES\"' >> /etc/rc.conf")
 		out, code := orch("-e", "image=/var/tmp/good.zfs")
 		if code != 0 {
 			t.Fatalf("exit %d\n%s", code, out)
@@ -191,7 +206,7 @@ bectl destroy -o broken`)
 			t.Error("the host did not reboot")
 		}
 		// The booted BE is not mounted on the stand-in: look at a clone.
-		got := h.Must(t, `set -e
+		got := must(t, `set -e
 bectl create -e next look >/dev/null
 mp=$(bectl mount look)
 cat "$mp/usr/local/etc/app/marker"; grep -c orch_test_marker "$mp/etc/rc.conf"
@@ -202,7 +217,7 @@ bectl umount look; bectl destroy -o look`)
 
 		// For good: the boot after next is next again.
 		booted := bootID()
-		h.Must(t, "shutdown -r now >/dev/null")
+		must(t, "shutdown -r now >/dev/null")
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
 		if _, err := h.WaitBoot(ctx, booted); err != nil {

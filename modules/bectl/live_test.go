@@ -11,10 +11,41 @@ import (
 
 	"github.com/orch-dev/orch/engine"
 	"github.com/orch-dev/orch/internal/freebsd"
+	"github.com/orch-dev/orch/inventory"
+	"github.com/orch-dev/orch/lab/standin/standintest"
 	_ "github.com/orch-dev/orch/modules/standard"
 	"github.com/orch-dev/orch/plan"
-	"github.com/orch-dev/orch/testkit/standintest"
 )
+
+// host is a stand-in host and an inventory that reaches it as root over
+// SSH, in group freebsd.
+type host struct {
+	*standintest.Host
+	inv *inventory.Inventory
+}
+
+func start(t *testing.T, prefix string) *host {
+	t.Helper()
+	h := standintest.Start(t, prefix)
+	inv := inventory.New()
+	if err := inv.Add(&inventory.Host{Name: "bsd1", Address: h.Address, User: "root", Key: h.KeyFile, Groups: []string{"freebsd"}}); err != nil {
+		t.Fatal(err)
+	}
+	return &host{Host: h, inv: inv}
+}
+
+// must runs script on the host as root, outside orch, failing t (which
+// may be a subtest) unless it exits 0.
+func (h *host) must(t *testing.T, script string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := h.Exec(ctx, script)
+	if err != nil || res.ExitCode != 0 {
+		t.Fatalf("%s: %v, exit %d\nstdout: %s\nstderr: %s", script, err, res.ExitCode, res.Stdout, res.Stderr)
+	}
+	return string(res.Stdout)
+}
 
 // result is one run of a role on the stand-in host.
 type result struct {
@@ -35,7 +66,7 @@ func (r result) String() string {
 }
 
 // run applies role (a role function's body) to the stand-in over SSH.
-func run(t *testing.T, h *standintest.Host, role string, check bool) result {
+func run(t *testing.T, h *host, role string, check bool) result {
 	t.Helper()
 	dir := t.TempDir()
 	var body []string
@@ -55,7 +86,7 @@ func run(t *testing.T, h *standintest.Host, role string, check bool) result {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var res result
-	res.rep, res.err = engine.Run(ctx, p, h.Inventory, engine.Options{
+	res.rep, res.err = engine.Run(ctx, p, h.inv, engine.Options{
 		Check:    check,
 		Diff:     true,
 		StateDir: t.TempDir(),
@@ -70,9 +101,9 @@ func run(t *testing.T, h *standintest.Host, role string, check bool) result {
 
 // flags reads bectl list -H on the host (outside orch) with the parser
 // the module uses: name -> "NRT" flags.
-func flags(t *testing.T, h *standintest.Host) map[string]string {
+func flags(t *testing.T, h *host) map[string]string {
 	t.Helper()
-	bes, err := freebsd.ParseBectlList([]byte(h.Must(t, "bectl list -H")))
+	bes, err := freebsd.ParseBectlList([]byte(h.must(t, "bectl list -H")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +126,7 @@ func flags(t *testing.T, h *standintest.Host) map[string]string {
 
 // converge proves the contract for one role on the live host: check mode
 // changes nothing, the apply changes, and the rerun is ok in one exchange.
-func converge(t *testing.T, h *standintest.Host, role string, want func(map[string]string) string) {
+func converge(t *testing.T, h *host, role string, want func(map[string]string) string) {
 	t.Helper()
 	before := flags(t, h)
 	chk := run(t, h, role, true)
@@ -126,7 +157,7 @@ func converge(t *testing.T, h *standintest.Host, role string, want func(map[stri
 // activate for the next boot and for good, refuse to destroy the running
 // BE, destroy.
 func TestLive(t *testing.T) {
-	h := standintest.Start(t, "bectl", "bsd1")
+	h := start(t, "orch-bectl")
 	has := func(be, want string) func(map[string]string) string {
 		return func(m map[string]string) string {
 			got, ok := m[be]
@@ -151,9 +182,9 @@ func TestLive(t *testing.T) {
 		converge(t, h, `bectl(name = "b2", source = "b1")`, has("b2", ""))
 	})
 	t.Run("present from a stream", func(t *testing.T) {
-		h.Must(t, "zfs snapshot zroot/ROOT/default@img && zfs send zroot/ROOT/default@img > /var/tmp/img.zfs")
+		h.must(t, "zfs snapshot zroot/ROOT/default@img && zfs send zroot/ROOT/default@img > /var/tmp/img.zfs")
 		converge(t, h, `bectl(name = "b3", source = "/var/tmp/img.zfs")`, has("b3", ""))
-		props := h.Must(t, "zfs get -H -o value canmount,mountpoint zroot/ROOT/b3; test -x \"$(bectl mount b3)/sbin/init\" && echo init; bectl umount b3")
+		props := h.must(t, "zfs get -H -o value canmount,mountpoint zroot/ROOT/b3; test -x \"$(bectl mount b3)/sbin/init\" && echo init; bectl umount b3")
 		if props != "noauto\n/\ninit\n" {
 			t.Errorf("received BE: %q, want canmount=noauto, mountpoint=/ and its /sbin/init", props)
 		}

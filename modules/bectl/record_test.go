@@ -4,8 +4,8 @@ import (
 	"os"
 	"testing"
 
+	"github.com/orch-dev/orch/lab/standin/standintest"
 	"github.com/orch-dev/orch/modules/internal/facttest"
-	"github.com/orch-dev/orch/testkit/standintest"
 )
 
 // TestRecordStandin records testdata/facts/bectl/standin-*.json from a
@@ -22,8 +22,8 @@ func TestRecordStandin(t *testing.T) {
 	if !ok {
 		t.Skip("a recording tool: set ORCH_CAPTURE_CASE to one of standin-temporary")
 	}
-	h := standintest.Start(t, "bectl-record", "bsd1")
-	h.Must(t, setup)
+	h := standintest.Start(t, "orch-bectl-record")
+	h.Must(setup)
 	t.Setenv("ORCH_CAPTURE_CONTAINER", h.Name)
 	t.Setenv("ORCH_CAPTURE_FACT", "bectl")
 	t.Setenv("ORCH_CAPTURE_KEYS", "default old new nosuch")
