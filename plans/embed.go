@@ -10,7 +10,7 @@ import (
 	"strings"
 )
 
-//go:embed *.star templates floating-ip dns-swap
+//go:embed *.star templates floating-ip dns-swap bootenv
 var shipped embed.FS
 
 // FS holds the shipped plans and the files they load and read.

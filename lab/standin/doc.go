@@ -26,7 +26,9 @@
 //
 // Each start of the container is a boot (root/usr/libexec/standin/init):
 // new kern.boot_id (16 random bytes, read with `sysctl -x kern.boot_id`, as
-// on FreeBSD) and kern.boottime, the pool imported, a boot environment
+// on FreeBSD) and kern.boottime (the same ID, in Linux's form, is bound over
+// /proc/sys/kernel/random/boot_id, which would otherwise be the Docker
+// host's and the same across boots), the pool imported, a boot environment
 // chosen as FreeBSD's loader chooses (the one-shot BE of `bectl activate -t`
 // once, else bootfs), rc.conf's hostname and enabled rc.d services and
 // jails started, then sshd. The NIC is renamed vtnet0, as FreeBSD names a

@@ -4,6 +4,7 @@
 package standard
 
 import (
+	_ "github.com/orch-dev/orch/modules/bectl"
 	_ "github.com/orch-dev/orch/modules/check"
 	_ "github.com/orch-dev/orch/modules/command"
 	_ "github.com/orch-dev/orch/modules/digitalocean"
