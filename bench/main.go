@@ -74,6 +74,8 @@ func quickScenarios() []scenario {
 type options struct {
 	runs        int
 	ansibleRuns int
+	mitogenRuns int
+	noMitogen   bool
 	slow        bool
 	quick       bool
 	noAnsible   bool
@@ -102,7 +104,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.ansibleRuns, "ansible-runs", 1, "timed runs of Ansible per scenario and phase (its S1 rerun takes minutes)")
 	fs.BoolVar(&o.slow, "slow", false, "also run Ansible in S2 and S3 (estimated half an hour more)")
 	fs.BoolVar(&o.quick, "quick", false, "smoke run: smaller fleets, fewer runs, Ansible only on reruns")
-	fs.BoolVar(&o.noAnsible, "no-ansible", false, "leave Ansible out entirely")
+	fs.IntVar(&o.mitogenRuns, "mitogen-runs", 3, "timed runs of Ansible with Mitogen per scenario and phase")
+	fs.BoolVar(&o.noAnsible, "no-ansible", false, "leave Ansible out entirely (with and without Mitogen)")
+	fs.BoolVar(&o.noMitogen, "no-mitogen", false, "leave Ansible with Mitogen out")
 	fs.StringVar(&o.scenarios, "scenarios", "S1,S2,S3,S4", "comma-separated scenarios to run")
 	fs.StringVar(&o.out, "out", "", "JSON results file (default bench/results.json in the module, or -quick: bench/results-quick.json)")
 	fs.StringVar(&o.orchBin, "orch", "", "orch binary to measure (default: build ./cmd/orch)")
@@ -145,6 +149,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if _, err := exec.LookPath("ansible-playbook"); err != nil {
 			fmt.Fprintln(stderr, "bench: ansible-playbook not found; Ansible is left out (apt-get install ansible-core)")
 			o.noAnsible = true
+		}
+	}
+	if o.noAnsible {
+		o.noMitogen = true
+	}
+	if !o.noMitogen {
+		if why := mitogenMissing(ctx); why != "" {
+			fmt.Fprintln(stderr, "bench: "+why+"; Ansible with Mitogen is left out (apt-get install ansible-mitogen)")
+			o.noMitogen = true
 		}
 	}
 
@@ -192,6 +205,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	res.Conditions.TotalSeconds = time.Since(t0).Seconds()
+	res.Conditions.LoadAvgEnd = loadAvg()
 	slices.SortStableFunc(res.Phases, func(a, b phaseResult) int { return strings.Compare(a.Scenario, b.Scenario) })
 	res.Goals = evaluateGoals(res.Phases)
 	res.Table = res.table()
@@ -232,6 +246,10 @@ func runScenario(ctx context.Context, sc scenario, o options, work string, log i
 		contenders = append(contenders, ansibleName)
 		runs[ansibleName] = o.ansibleRuns
 	}
+	if !o.noMitogen && (sc.Ansible || o.slow) {
+		contenders = append(contenders, mitogenName)
+		runs[mitogenName] = o.mitogenRuns
+	}
 	if sc.SSHTrue {
 		contenders = append(contenders, sshTrueName)
 		runs[sshTrueName] = o.runs * sc.RunsFactor
@@ -266,8 +284,9 @@ func runScenario(ctx context.Context, sc scenario, o options, work string, log i
 // contender happens before run i+1 of any, and the order rotates, so slow
 // drifts of a noisy machine hit all contenders alike and ratios can be
 // taken pair by pair.
-func measure(ctx context.Context, s *setup, sc scenario, phase string, contenders []string, runs map[string]int, log io.Writer) (phaseResult, error) {
-	pr := phaseResult{Scenario: sc.Name, Phase: phase, Hosts: sc.Hosts, Tasks: sc.tasks(), Description: sc.Description}
+func measure(ctx context.Context, s *setup, sc scenario, phase string, contenders []string, runs map[string]int, log io.Writer) (pr phaseResult, err error) {
+	pr = phaseResult{Scenario: sc.Name, Phase: phase, Hosts: sc.Hosts, Tasks: sc.tasks(), Description: sc.Description, LoadBefore: loadAvg()}
+	defer func() { pr.LoadAfter = loadAvg() }()
 	samples := map[string][]sample{}
 	most := 0
 	for _, c := range contenders {
@@ -284,7 +303,7 @@ func measure(ctx context.Context, s *setup, sc scenario, phase string, contender
 				return pr, err
 			}
 			if phase == "first" && c != sshTrueName {
-				if err := s.wipe(); err != nil {
+				if err := s.wipe(ctx); err != nil {
 					return pr, err
 				}
 			}
