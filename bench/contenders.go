@@ -59,15 +59,15 @@ type setup struct {
 	fleet      *sshdtest.Fleet // the loopback fleet; nil for S5's lab machines
 	hosts      int
 	knownHosts string
-	work      workload
-	dir       string // this scenario's files: plan, inventory, scripts, logs
-	orchBin   string
-	inventory string
-	plan      string
-	playbook  string
-	floorDir  string
-	timeBin   string // GNU time, for peak RSS; "" means wait4's (see measured)
-	runs      int    // counts runs, so each one's logs and control dir differ
+	work       workload
+	dir        string // this scenario's files: plan, inventory, scripts, logs
+	orchBin    string
+	inventory  string
+	plan       string
+	playbook   string
+	floorDir   string
+	timeBin    string // GNU time, for peak RSS; "" means wait4's (see measured)
+	runs       int    // counts runs, so each one's logs and control dir differ
 	// runOrchFn replaces the orch CLI, for tests that run the engine in
 	// process.
 	runOrchFn func(ctx context.Context) (outcome, error)
