@@ -365,3 +365,30 @@ func BenchmarkOrchRerun(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkOrchFirstRun times one first run of orch's engine, in process,
+// over S1's shape (S7): every iteration deletes the hosts' directories
+// first, untimed. Profile it with
+//
+//	go test ./bench -run '^$' -bench OrchFirstRun -cpuprofile /tmp/cpu.out
+//
+// The controller's CPU is a small part of the wall time: most of it is the
+// hosts' shells running the apply scripts (see bench/README.md, S7).
+func BenchmarkOrchFirstRun(b *testing.B) {
+	s := newSetup(b, *benchHosts, 20)
+	ctx := context.Background()
+	var exchanges int64
+	for b.Loop() {
+		b.StopTimer()
+		if err := s.wipe(ctx); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		o, err := s.run(ctx, orchName, true)
+		if err != nil {
+			b.Fatal(err)
+		}
+		exchanges += o.Exchanges
+	}
+	b.ReportMetric(float64(exchanges)/float64(b.N)/float64(*benchHosts), "exchanges/host")
+}

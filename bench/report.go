@@ -22,6 +22,7 @@ type results struct {
 	Conditions conditions    `json:"conditions"`
 	Phases     []phaseResult `json:"phases"`
 	Goals      []goal        `json:"goals"`
+	CostCurve  []curvePoint  `json:"cost_curve,omitempty"`
 	Table      string        `json:"table"`
 }
 
@@ -53,6 +54,10 @@ type conditions struct {
 	Quick        bool    `json:"quick,omitempty"`
 	Slow         bool    `json:"slow,omitempty"`
 	TotalSeconds float64 `json:"total_seconds"`
+	// Skipped lists scenarios left out, and why.
+	Skipped []string `json:"skipped,omitempty"`
+	// S5Targets says how S5's lab machines were prepared.
+	S5Targets string `json:"s5_targets,omitempty"`
 }
 
 // phaseResult is one scenario's first run or rerun.
@@ -241,19 +246,7 @@ func evaluateGoals(phases []phaseResult) []goal {
 		return nil
 	}
 	ratioGoal := func(sc, name string, atMost bool, target float64) {
-		pr := find(sc, "rerun")
-		if pr == nil {
-			return
-		}
-		if r := pr.ratio(name); r != nil {
-			g := goal{Scenario: sc, What: name + " rerun time", Value: r.Median}
-			if atMost {
-				g.Target, g.Met = fmt.Sprintf("≤ %g", target), r.Median <= target
-			} else {
-				g.Target, g.Met = fmt.Sprintf("≥ %g", target), r.Median >= target
-			}
-			goals = append(goals, g)
-		}
+		phaseRatioGoal(&goals, find(sc, "rerun"), name, atMost, target)
 	}
 	exchangesGoal := func(sc string) {
 		if pr := find(sc, "rerun"); pr != nil {
@@ -267,6 +260,7 @@ func evaluateGoals(phases []phaseResult) []goal {
 	ratioGoal("S1", "ansible/orch", false, 100)
 	ratioGoal("S1", "orch/floor", true, 1)
 	exchangesGoal("S1")
+	phaseRatioGoal(&goals, find("S1", "first"), "orch/floor", true, 0.4) // S7
 	exchangesGoal("S3")
 	ratioGoal("S2", "orch/floor", true, 1)
 	if pr := find("S2", "rerun"); pr != nil {
@@ -275,7 +269,54 @@ func evaluateGoals(phases []phaseResult) []goal {
 		}
 	}
 	ratioGoal("S4", "orch/ssh-true", true, 1.5)
+	ratioGoal("S6", "orch/floor", true, 0.5)
+	if pr := find("S6", "rerun"); pr != nil {
+		if c := pr.contender(orchName); c != nil {
+			goals = append(goals, goal{Scenario: "S6", What: "orch peak RSS MB", Target: "≤ 200", Value: c.PeakRSSMB, Met: c.PeakRSSMB <= 200})
+		}
+		if pr2 := find("S2", "rerun"); pr2 != nil {
+			c6, c2 := pr.contender(orchName), pr2.contender(orchName)
+			if c6 != nil && c2 != nil && c2.CPUS > 0 {
+				v := (c6.CPUS / float64(pr.Hosts)) / (c2.CPUS / float64(pr2.Hosts))
+				goals = append(goals, goal{Scenario: "S6", What: fmt.Sprintf("orch CPU per host, %d hosts / 200 hosts", pr.Hosts), Target: "0.8 to 1.2", Value: v, Met: v >= 0.8 && v <= 1.2})
+			}
+		}
+	}
+	for _, phase := range []string{"first", "rerun"} {
+		pr := find("S5", phase)
+		phaseRatioGoal(&goals, pr, "mitogen/orch", false, 10)
+		if pr == nil {
+			continue
+		}
+		if c := pr.contender(orchName); c != nil {
+			limit := 1.0
+			if phase == "first" {
+				limit = 3
+			}
+			v := float64(c.MaxHostExchanges)
+			goals = append(goals, goal{Scenario: "S5", What: "orch exchanges per host, " + phase + " (most of any host)", Target: fmt.Sprintf("≤ %g", limit), Value: v, Met: v <= limit})
+		}
+	}
 	return goals
+}
+
+// phaseRatioGoal appends the goal that pr's ratio name is at most (or at
+// least) target, if pr measured it.
+func phaseRatioGoal(goals *[]goal, pr *phaseResult, name string, atMost bool, target float64) {
+	if pr == nil {
+		return
+	}
+	r := pr.ratio(name)
+	if r == nil {
+		return
+	}
+	g := goal{Scenario: pr.Scenario, What: name + " " + pr.Phase + " time", Value: r.Median}
+	if atMost {
+		g.Target, g.Met = fmt.Sprintf("≤ %g", target), r.Median <= target
+	} else {
+		g.Target, g.Met = fmt.Sprintf("≥ %g", target), r.Median >= target
+	}
+	*goals = append(*goals, g)
 }
 
 // table renders the results as plain text.
@@ -329,6 +370,15 @@ func (r *results) table() string {
 			pr.Scenario, pr.Phase, smp.WallS*1000, t.RunMS, t.ConnectP50, t.ConnectMax, t.CheckP50, t.CheckMax, t.ApplyP50, t.ApplyMax)
 	}
 	if !first {
+		tw.Flush()
+	}
+	if curve := r.costCurve(); len(curve) > 1 {
+		b.WriteString("\ncost curve (orch's controller on no-change reruns of 21 tasks per host):\n")
+		tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "scenario\thosts\tcpu s\tcpu ms/host\tpeak RSS MB\tRSS MB/host\t")
+		for _, p := range curve {
+			fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.2f\t%.1f\t%.3f\t\n", p.Scenario, p.Hosts, p.CPUS, p.CPUMSPerHost, p.PeakRSSMB, p.PeakRSSMB/float64(p.Hosts))
+		}
 		tw.Flush()
 	}
 	b.WriteString("\nload average (1, 5, 15 min) before and after each phase:\n")
@@ -483,4 +533,29 @@ func sessionConditions(loginRC bool) (sessions, accountRC string) {
 		return "the account's own HOME (" + home + "): its shell start-up files run in every session (-login-rc)", accountRC
 	}
 	return "empty HOME (sshd SetEnv HOME=<fleet>/home): the account's shell start-up files do not run", accountRC
+}
+
+// curvePoint is orch's controller cost at one fleet size.
+type curvePoint struct {
+	Scenario     string  `json:"scenario"`
+	Hosts        int     `json:"hosts"`
+	CPUS         float64 `json:"cpu_s"`
+	CPUMSPerHost float64 `json:"cpu_ms_per_host"`
+	PeakRSSMB    float64 `json:"peak_rss_mb"`
+}
+
+// costCurve is orch's CPU and peak RSS on the 21-task reruns (S1, S2,
+// S6), by host count.
+func (r *results) costCurve() []curvePoint {
+	var out []curvePoint
+	for _, pr := range r.Phases {
+		if pr.Phase != "rerun" || pr.Tasks != 21 || !slices.Contains([]string{"S1", "S2", "S6"}, pr.Scenario) {
+			continue
+		}
+		if c := pr.contender(orchName); c != nil {
+			out = append(out, curvePoint{Scenario: pr.Scenario, Hosts: pr.Hosts, CPUS: c.CPUS, CPUMSPerHost: c.CPUS * 1000 / float64(pr.Hosts), PeakRSSMB: c.PeakRSSMB})
+		}
+	}
+	slices.SortFunc(out, func(a, b curvePoint) int { return cmp.Compare(a.Hosts, b.Hosts) })
+	return out
 }
