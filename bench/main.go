@@ -239,7 +239,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 			run = runS5
 			res.Conditions.S5Targets = "lab containers from the lab image (Debian 12, sysvinit, nginx installed, no Python), on a lab of the bench's own; " +
-				"logged into as root with the lab's key and known_hosts; python3 and python3-apt installed at boot through the lab's apt proxy, for Ansible only (untimed)"
+				"logged into as root with the lab's key and known_hosts, sessions with the container's own HOME (/root, Debian's stock shell files); python3 and python3-apt installed at boot through the lab's apt proxy, for Ansible only (untimed)"
 		}
 		phases, err := run(ctx, sc, o, work, stderr)
 		res.Phases = append(res.Phases, phases...)
