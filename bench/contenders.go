@@ -361,6 +361,7 @@ func (s *setup) runOrch(ctx context.Context) (outcome, error) {
 	cmd := measured(ctx, s.timeBin, s.orchBin, "run", s.plan, "-i", s.inventory, "--json",
 		"--known-hosts", s.knownHosts, "--host-key-check", "strict",
 		"--forks", strconv.Itoa(s.hosts))
+	cmd.Args = append(cmd.Args, s.orchArgs...)
 	cmd.Dir = s.dir
 	cmd.Env = append(os.Environ(), "ORCH_STATE="+state)
 	p, runErr := runProc(cmd)
