@@ -66,8 +66,9 @@ type setup struct {
 	plan       string
 	playbook   string
 	floorDir   string
-	timeBin    string // GNU time, for peak RSS; "" means wait4's (see measured)
-	runs       int    // counts runs, so each one's logs and control dir differ
+	timeBin    string   // GNU time, for peak RSS; "" means wait4's (see measured)
+	runs       int      // counts runs, so each one's logs and control dir differ
+	orchArgs   []string // extra flags for orch run (S6: a longer connect timeout)
 	// runOrchFn replaces the orch CLI, for tests that run the engine in
 	// process.
 	runOrchFn func(ctx context.Context) (outcome, error)
