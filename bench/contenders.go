@@ -362,6 +362,10 @@ func (s *setup) runOrch(ctx context.Context) (outcome, error) {
 	cmd := measured(ctx, s.timeBin, s.orchBin, "run", s.plan, "-i", s.inventory, "--json",
 		"--known-hosts", s.knownHosts, "--host-key-check", "strict",
 		"--forks", strconv.Itoa(s.hosts))
+	// A 60 s connect timeout, as Ansible's (ansible.cfg timeout): on this
+	// loaded machine, handshakes with many sshd's at once can take more
+	// than the 10 s defaults, and an unreachable host fails the run.
+	cmd.Args = append(cmd.Args, "--connect-timeout", "60s")
 	cmd.Args = append(cmd.Args, s.orchArgs...)
 	cmd.Dir = s.dir
 	cmd.Env = append(os.Environ(), "ORCH_STATE="+state)
