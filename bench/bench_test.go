@@ -67,7 +67,7 @@ func engineRunner(s *setup) func(ctx context.Context) (outcome, error) {
 		rep, err := engine.Run(ctx, planFile, inv, engine.Options{
 			StateDir: filepath.Join(s.dir, "orch-state"),
 			SSH: engine.SSHOptions{
-				KnownHosts:   []string{s.fleet.KnownHosts},
+				KnownHosts:   []string{s.knownHosts},
 				HostKeyCheck: "strict",
 				NoSSHConfig:  true,
 			},
@@ -82,8 +82,8 @@ func engineRunner(s *setup) func(ctx context.Context) (outcome, error) {
 			}
 			o.MaxHostEx = max(o.MaxHostEx, h.Exchanges)
 		}
-		if len(rep.Hosts) != len(s.fleet.Hosts) {
-			return o, fmt.Errorf("report lists %d hosts, want %d", len(rep.Hosts), len(s.fleet.Hosts))
+		if len(rep.Hosts) != s.hosts {
+			return o, fmt.Errorf("report lists %d hosts, want %d", len(rep.Hosts), s.hosts)
 		}
 		return o, nil
 	}
@@ -182,7 +182,7 @@ func TestOrchAndFloorWriteTheSameFiles(t *testing.T) {
 	}
 	mustRun(t, s, floorName, false)
 
-	if err := s.wipe(); err != nil {
+	if err := s.wipe(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	mustRun(t, s, floorName, true)
@@ -218,7 +218,8 @@ func TestS4ShapeIsOneTask(t *testing.T) {
 
 // TestAnsibleWritesTheSameFiles checks that the playbook agrees with the
 // floor and orch byte for byte, on one host with a directory and five files
-// (one of them 0640). It takes some seconds, as Ansible does.
+// (one of them 0640), run by plain Ansible and by Ansible with Mitogen's
+// mitogen_linear strategy. It takes some seconds, as Ansible does.
 func TestAnsibleWritesTheSameFiles(t *testing.T) {
 	if testing.Short() {
 		t.Skip("Ansible takes seconds per task; skipped in -short")
@@ -226,18 +227,39 @@ func TestAnsibleWritesTheSameFiles(t *testing.T) {
 	if _, err := exec.LookPath("ansible-playbook"); err != nil {
 		require.Missing(t, "ansible-playbook is not installed (apt-get install ansible-core)")
 	}
-	s := newSetup(t, 1, 5)
-	mustRun(t, s, floorName, true)
-	byFloor := snapshot(t, s)
-	mustRun(t, s, ansibleName, false) // no change after the floor
+	for _, c := range []string{ansibleName, mitogenName} {
+		t.Run(c, func(t *testing.T) {
+			if c == mitogenName {
+				if why := mitogenMissing(context.Background()); why != "" {
+					require.Missing(t, why+" (apt-get install ansible-mitogen)")
+				}
+			}
+			s := newSetup(t, 1, 5)
+			mustRun(t, s, floorName, true)
+			byFloor := snapshot(t, s)
+			mustRun(t, s, c, false) // no change after the floor
 
-	if err := s.wipe(); err != nil {
-		t.Fatal(err)
+			if err := s.wipe(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			mustRun(t, s, c, true)
+			sameSnapshots(t, c+" vs floor", snapshot(t, s), byFloor)
+			mustRun(t, s, c, false)
+			mustRun(t, s, orchName, false)
+			mustRun(t, s, floorName, false)
+		})
 	}
-	mustRun(t, s, ansibleName, true)
-	sameSnapshots(t, "ansible vs floor", snapshot(t, s), byFloor)
-	mustRun(t, s, orchName, false)
-	mustRun(t, s, floorName, false)
+}
+
+// TestMitogenIsTheStrategy checks that the Mitogen contender's ansible.cfg
+// selects mitogen_linear and plain Ansible's does not.
+func TestMitogenIsTheStrategy(t *testing.T) {
+	if cfg := ansibleConfig(20, "/w", true); !strings.Contains(cfg, "\nstrategy = mitogen_linear\n") || !strings.Contains(cfg, "forks = 20\n") {
+		t.Errorf("mitogen config:\n%s", cfg)
+	}
+	if cfg := ansibleConfig(20, "/w", false); strings.Contains(cfg, "strategy") {
+		t.Errorf("plain Ansible config selects a strategy:\n%s", cfg)
+	}
 }
 
 func TestParseOrch(t *testing.T) {
@@ -342,4 +364,31 @@ func BenchmarkOrchRerun(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkOrchFirstRun times one first run of orch's engine, in process,
+// over S1's shape (S7): every iteration deletes the hosts' directories
+// first, untimed. Profile it with
+//
+//	go test ./bench -run '^$' -bench OrchFirstRun -cpuprofile /tmp/cpu.out
+//
+// The controller's CPU is a small part of the wall time: most of it is the
+// hosts' shells running the apply scripts (see bench/README.md, S7).
+func BenchmarkOrchFirstRun(b *testing.B) {
+	s := newSetup(b, *benchHosts, 20)
+	ctx := context.Background()
+	var exchanges int64
+	for b.Loop() {
+		b.StopTimer()
+		if err := s.wipe(ctx); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		o, err := s.run(ctx, orchName, true)
+		if err != nil {
+			b.Fatal(err)
+		}
+		exchanges += o.Exchanges
+	}
+	b.ReportMetric(float64(exchanges)/float64(b.N)/float64(*benchHosts), "exchanges/host")
 }

@@ -27,6 +27,7 @@ const (
 	orchName    = "orch"
 	floorName   = "floor"
 	ansibleName = "ansible"
+	mitogenName = "mitogen" // ansible-playbook with strategy mitogen_linear
 	sshTrueName = "ssh-true"
 )
 
@@ -55,25 +56,35 @@ type orchTimes struct {
 
 // setup is everything a contender needs to run against one fleet.
 type setup struct {
-	fleet     *sshdtest.Fleet
-	work      workload
-	dir       string // this scenario's files: plan, inventory, scripts, logs
-	orchBin   string
-	inventory string
-	plan      string
-	playbook  string
-	floorDir  string
-	timeBin   string // GNU time, for peak RSS; "" means wait4's (see measured)
-	runs      int    // counts runs, so each one's logs and control dir differ
+	fleet      *sshdtest.Fleet // the loopback fleet; nil for S5's lab machines
+	hosts      int
+	knownHosts string
+	work       workload
+	dir        string // this scenario's files: plan, inventory, scripts, logs
+	orchBin    string
+	inventory  string
+	plan       string
+	playbook   string
+	floorDir   string
+	timeBin    string   // GNU time, for peak RSS; "" means wait4's (see measured)
+	runs       int      // counts runs, so each one's logs and control dir differ
+	orchArgs   []string // extra flags for orch run (S6: a longer connect timeout)
 	// runOrchFn replaces the orch CLI, for tests that run the engine in
 	// process.
 	runOrchFn func(ctx context.Context) (outcome, error)
+	// S5's lab machines replace the file workload's hooks: wipeFn prepares
+	// a first run, wantFn is how many tasks a contender's run must change,
+	// and verifyFn checks the hosts' state after each run.
+	wipeFn   func(ctx context.Context) error
+	wantFn   func(contender string, first bool) int
+	verifyFn func(ctx context.Context, contender string, first bool) error
 }
 
 // prepare writes the plan, inventory, playbook and floor scripts.
 func prepare(f *sshdtest.Fleet, w workload, dir, orchBin string) (*setup, error) {
 	s := &setup{
-		fleet: f, work: w, dir: dir, orchBin: orchBin, timeBin: gnuTime(),
+		fleet: f, hosts: len(f.Hosts), knownHosts: f.KnownHosts,
+		work: w, dir: dir, orchBin: orchBin, timeBin: gnuTime(),
 		inventory: filepath.Join(dir, "inventory.ini"),
 		plan:      filepath.Join(dir, "bench.star"),
 		playbook:  filepath.Join(dir, "playbook.yml"),
@@ -85,7 +96,7 @@ func prepare(f *sshdtest.Fleet, w workload, dir, orchBin string) (*setup, error)
 	if err := os.MkdirAll(s.floorDir, 0o755); err != nil {
 		return nil, err
 	}
-	if err := s.wipe(); err != nil {
+	if err := s.wipe(context.Background()); err != nil {
 		return nil, err
 	}
 	files := map[string]string{
@@ -108,7 +119,10 @@ func (s *setup) floorScript(host string) string { return filepath.Join(s.floorDi
 
 // wipe removes every host's directory, so the next run is a first run.
 // Without a directory task, it leaves the directory empty instead.
-func (s *setup) wipe() error {
+func (s *setup) wipe(ctx context.Context) error {
+	if s.wipeFn != nil {
+		return s.wipeFn(ctx)
+	}
 	for _, h := range s.fleet.Hosts {
 		root := s.work.hostRoot(h.Name)
 		if err := os.RemoveAll(root); err != nil {
@@ -142,7 +156,9 @@ func (s *setup) run(ctx context.Context, contender string, first bool) (outcome,
 	case floorName:
 		o, err = s.runFloor(ctx)
 	case ansibleName:
-		o, err = s.runAnsible(ctx)
+		o, err = s.runAnsible(ctx, false)
+	case mitogenName:
+		o, err = s.runAnsible(ctx, true)
 	case sshTrueName:
 		o, err = s.runSSHTrue(ctx)
 		return o, err
@@ -153,11 +169,19 @@ func (s *setup) run(ctx context.Context, contender string, first bool) (outcome,
 		return o, fmt.Errorf("%s: %w", contender, err)
 	}
 	want := 0
-	if first {
-		want = len(s.fleet.Hosts) * s.work.Tasks()
+	switch {
+	case s.wantFn != nil:
+		want = s.wantFn(contender, first)
+	case first:
+		want = s.hosts * s.work.Tasks()
 	}
 	if o.Changed != want {
-		return o, fmt.Errorf("%s changed %d tasks, want %d: the tools do not write identical files", contender, o.Changed, want)
+		return o, fmt.Errorf("%s changed %d tasks, want %d: the tools do not do identical work", contender, o.Changed, want)
+	}
+	if s.verifyFn != nil {
+		if err := s.verifyFn(ctx, contender, first); err != nil {
+			return o, fmt.Errorf("%s: %w", contender, err)
+		}
 	}
 	return o, nil
 }
@@ -336,8 +360,13 @@ type orchRun struct {
 func (s *setup) runOrch(ctx context.Context) (outcome, error) {
 	state := filepath.Join(s.dir, "orch-state")
 	cmd := measured(ctx, s.timeBin, s.orchBin, "run", s.plan, "-i", s.inventory, "--json",
-		"--known-hosts", s.fleet.KnownHosts, "--host-key-check", "strict",
-		"--forks", strconv.Itoa(len(s.fleet.Hosts)))
+		"--known-hosts", s.knownHosts, "--host-key-check", "strict",
+		"--forks", strconv.Itoa(s.hosts))
+	// A 60 s connect timeout, as Ansible's (ansible.cfg timeout): on this
+	// loaded machine, handshakes with many sshd's at once can take more
+	// than the 10 s defaults, and an unreachable host fails the run.
+	cmd.Args = append(cmd.Args, "--connect-timeout", "60s")
+	cmd.Args = append(cmd.Args, s.orchArgs...)
 	cmd.Dir = s.dir
 	cmd.Env = append(os.Environ(), "ORCH_STATE="+state)
 	p, runErr := runProc(cmd)
@@ -350,7 +379,7 @@ func (s *setup) runOrch(ctx context.Context) (outcome, error) {
 		return o, err
 	}
 	sum := r.summary
-	if sum.Failed > 0 || sum.Unreachable > 0 || sum.Hosts != len(s.fleet.Hosts) {
+	if sum.Failed > 0 || sum.Unreachable > 0 || sum.Hosts != s.hosts {
 		return o, fmt.Errorf("%d hosts, %d failed, %d unreachable: %s", sum.Hosts, sum.Failed, sum.Unreachable, r.failure)
 	}
 	o.Changed, o.Exchanges, o.MaxHostEx, o.Orch = sum.TasksChanged, sum.Exchanges, r.maxHostEx, &r.times
@@ -479,9 +508,15 @@ var recapLine = regexp.MustCompile(`(?m)^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+
 
 // runAnsible runs ansible-playbook with forks equal to the host count. Each
 // run gets a fresh ControlPath directory, and the ControlPersist masters it
-// leaves are ended afterwards, so no run reuses another's connections.
-func (s *setup) runAnsible(ctx context.Context) (outcome, error) {
-	adir := filepath.Join(s.dir, "ansible")
+// leaves are ended afterwards, so no run reuses another's connections. With
+// mitogen, the strategy is Mitogen's mitogen_linear: one ssh connection
+// per host running Mitogen's Python agent, which ends with the run.
+func (s *setup) runAnsible(ctx context.Context, mitogen bool) (outcome, error) {
+	name := ansibleName
+	if mitogen {
+		name = mitogenName
+	}
+	adir := filepath.Join(s.dir, name)
 	cp := filepath.Join(adir, fmt.Sprintf("cp%d", s.runs))
 	for _, d := range []string{adir, cp, filepath.Join(adir, "home"), filepath.Join(adir, "local-tmp")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -489,7 +524,7 @@ func (s *setup) runAnsible(ctx context.Context) (outcome, error) {
 		}
 	}
 	cfg := filepath.Join(adir, "ansible.cfg")
-	if err := os.WriteFile(cfg, []byte(ansibleConfig(len(s.fleet.Hosts), adir)), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(ansibleConfig(s.hosts, adir, mitogen)), 0o644); err != nil {
 		return outcome{}, err
 	}
 	defer s.closeControlMasters(cp)
@@ -531,8 +566,8 @@ func (s *setup) runAnsible(ctx context.Context) (outcome, error) {
 		}
 		o.Changed += changed
 	}
-	if hosts != len(s.fleet.Hosts) {
-		return o, fmt.Errorf("recap lists %d hosts, want %d; see %s", hosts, len(s.fleet.Hosts), logPath)
+	if hosts != s.hosts {
+		return o, fmt.Errorf("recap lists %d hosts, want %d; see %s", hosts, s.hosts, logPath)
 	}
 	return o, nil
 }
@@ -558,4 +593,39 @@ func lastLines(b []byte, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, " | ")
+}
+
+// mitogenMissing says why Ansible cannot run with Mitogen's strategy, or
+// returns "". ansible-playbook runs under its own interpreter (its #! line),
+// so the check asks that one, not whatever python3 comes first in PATH.
+func mitogenMissing(ctx context.Context) string {
+	py := ansiblePython()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := exec.CommandContext(ctx, py, "-c", "import ansible_mitogen.plugins.strategy.mitogen_linear").Run(); err != nil {
+		return fmt.Sprintf("%s cannot import ansible_mitogen (%v)", py, err)
+	}
+	return ""
+}
+
+// ansiblePython is the interpreter on ansible-playbook's #! line, or
+// /usr/bin/python3.
+func ansiblePython() string {
+	py := "/usr/bin/python3"
+	path, err := exec.LookPath("ansible-playbook")
+	if err != nil {
+		return py
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return py
+	}
+	defer f.Close()
+	line, _ := bufio.NewReader(f).ReadString('\n')
+	if rest, ok := strings.CutPrefix(line, "#!"); ok {
+		if fields := strings.Fields(rest); len(fields) > 0 && filepath.IsAbs(fields[0]) && !strings.HasSuffix(fields[0], "/env") {
+			return fields[0]
+		}
+	}
+	return py
 }

@@ -39,10 +39,17 @@ type scenario struct {
 	Ansible     bool // Ansible takes part without -slow
 	SSHTrue     bool // measure `ssh host true` alongside
 	RunsFactor  int  // orch and floor run RunsFactor × -runs times
+	Lab         bool // S5: lab containers (Docker) instead of loopback sshd's
+	SlowOnly    bool // S6: in the default set only with -slow
 	Description string
 }
 
-func (s scenario) tasks() int { return workload{Files: s.Files, NoDir: s.NoDir}.Tasks() }
+func (s scenario) tasks() int {
+	if s.Lab {
+		return s5Files + 2 // pkg, the files, the service
+	}
+	return workload{Files: s.Files, NoDir: s.NoDir}.Tasks()
+}
 
 // defaultScenarios are the issue's S1–S4.
 func defaultScenarios() []scenario {
@@ -55,6 +62,10 @@ func defaultScenarios() []scenario {
 			Description: "10 hosts × 200 tasks, no-change rerun (Ansible with -slow)"},
 		{Name: "S4", Hosts: 1, Files: 1, NoDir: true, Ansible: true, SSHTrue: true, RunsFactor: 2,
 			Description: "1 host × 1 task, no-change rerun repeated: fixed start-up cost against `ssh host true`"},
+		{Name: "S6", Hosts: 1000, Files: 20, RunsFactor: 1, SlowOnly: true,
+			Description: "1000 hosts × 21 tasks, no-change rerun, orch vs the floor (with -slow; -s6-hosts to shrink)"},
+		{Name: "S5", Hosts: 10, Files: s5Files, First: true, Ansible: true, RunsFactor: 1, Lab: true,
+			Description: "10 lab containers × a role (pkg nginx, 10 templated files, service nginx with watch=), first run and no-change rerun"},
 	}
 }
 
@@ -68,12 +79,18 @@ func quickScenarios() []scenario {
 	sc[1].Description = "quick: 30 hosts × 21 tasks, no-change rerun"
 	sc[2].Hosts = 3
 	sc[2].Description = "quick: 3 hosts × 200 tasks, no-change rerun"
+	sc[4].Hosts = 60
+	sc[4].Description = "quick: 60 hosts × 21 tasks, no-change rerun"
+	sc[5].Hosts = 3
+	sc[5].Description = "quick: 3 lab containers × S5's role, first run and no-change rerun"
 	return sc
 }
 
 type options struct {
 	runs        int
 	ansibleRuns int
+	mitogenRuns int
+	noMitogen   bool
 	slow        bool
 	quick       bool
 	noAnsible   bool
@@ -83,6 +100,7 @@ type options struct {
 	workDir     string
 	keep        bool
 	loginRC     bool
+	s6Hosts     int
 }
 
 func main() {
@@ -102,8 +120,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.ansibleRuns, "ansible-runs", 1, "timed runs of Ansible per scenario and phase (its S1 rerun takes minutes)")
 	fs.BoolVar(&o.slow, "slow", false, "also run Ansible in S2 and S3 (estimated half an hour more)")
 	fs.BoolVar(&o.quick, "quick", false, "smoke run: smaller fleets, fewer runs, Ansible only on reruns")
-	fs.BoolVar(&o.noAnsible, "no-ansible", false, "leave Ansible out entirely")
-	fs.StringVar(&o.scenarios, "scenarios", "S1,S2,S3,S4", "comma-separated scenarios to run")
+	fs.IntVar(&o.mitogenRuns, "mitogen-runs", 3, "timed runs of Ansible with Mitogen per scenario and phase")
+	fs.BoolVar(&o.noAnsible, "no-ansible", false, "leave Ansible out entirely (with and without Mitogen)")
+	fs.BoolVar(&o.noMitogen, "no-mitogen", false, "leave Ansible with Mitogen out")
+	fs.StringVar(&o.scenarios, "scenarios", "", "comma-separated scenarios to run (default S1-S5, and S6 with -slow; S5 needs Docker and the lab image)")
+	fs.IntVar(&o.s6Hosts, "s6-hosts", 0, "hosts in S6 (default 1000; each is an sshd process on this machine)")
 	fs.StringVar(&o.out, "out", "", "JSON results file (default bench/results.json in the module, or -quick: bench/results-quick.json)")
 	fs.StringVar(&o.orchBin, "orch", "", "orch binary to measure (default: build ./cmd/orch)")
 	fs.StringVar(&o.workDir, "work", "", "working directory for hosts, plans and logs (default: a new temp dir)")
@@ -125,12 +146,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if o.quick {
 		all = quickScenarios()
 	}
+	if o.s6Hosts > 0 {
+		i := slices.IndexFunc(all, func(s scenario) bool { return s.Name == "S6" })
+		all[i].Hosts = o.s6Hosts
+		all[i].Description = fmt.Sprintf("%d hosts × 21 tasks, no-change rerun, orch vs the floor (-s6-hosts %d)", o.s6Hosts, o.s6Hosts)
+	}
+	names := o.scenarios
+	if names == "" {
+		var def []string
+		for _, s := range all {
+			if !s.SlowOnly || o.slow {
+				def = append(def, s.Name)
+			}
+		}
+		names = strings.Join(def, ",")
+	}
 	var chosen []scenario
-	for _, name := range strings.Split(o.scenarios, ",") {
+	for _, name := range strings.Split(names, ",") {
 		name = strings.TrimSpace(strings.ToUpper(name))
 		i := slices.IndexFunc(all, func(s scenario) bool { return s.Name == name })
 		if i < 0 {
-			return fmt.Errorf("unknown scenario %q (want S1, S2, S3 or S4)", name)
+			return fmt.Errorf("unknown scenario %q (want S1 to S6)", name)
 		}
 		chosen = append(chosen, all[i])
 	}
@@ -145,6 +181,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if _, err := exec.LookPath("ansible-playbook"); err != nil {
 			fmt.Fprintln(stderr, "bench: ansible-playbook not found; Ansible is left out (apt-get install ansible-core)")
 			o.noAnsible = true
+		}
+	}
+	if o.noAnsible {
+		o.noMitogen = true
+	}
+	if !o.noMitogen {
+		if why := mitogenMissing(ctx); why != "" {
+			fmt.Fprintln(stderr, "bench: "+why+"; Ansible with Mitogen is left out (apt-get install ansible-mitogen)")
+			o.noMitogen = true
 		}
 	}
 
@@ -185,15 +230,28 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	res := &results{Conditions: gatherConditions(ctx, root, o)}
 	t0 := time.Now()
 	for _, sc := range chosen {
-		phases, err := runScenario(ctx, sc, o, work, stderr)
+		run := runScenario
+		if sc.Lab {
+			if err := exec.CommandContext(ctx, "docker", "info").Run(); err != nil {
+				fmt.Fprintf(stderr, "bench: %s left out: no Docker engine (docker info: %v)\n", sc.Name, err)
+				res.Conditions.Skipped = append(res.Conditions.Skipped, sc.Name+": no Docker engine")
+				continue
+			}
+			run = runS5
+			res.Conditions.S5Targets = "lab containers from the lab image (Debian 12, sysvinit, nginx installed, no Python), on a lab of the bench's own; " +
+				"logged into as root with the lab's key and known_hosts, sessions with the container's own HOME (/root, Debian's stock shell files); python3 and python3-apt installed at boot through the lab's apt proxy, for Ansible only (untimed)"
+		}
+		phases, err := run(ctx, sc, o, work, stderr)
 		res.Phases = append(res.Phases, phases...)
 		if err != nil {
 			return fmt.Errorf("%s: %w", sc.Name, err)
 		}
 	}
 	res.Conditions.TotalSeconds = time.Since(t0).Seconds()
+	res.Conditions.LoadAvgEnd = loadAvg()
 	slices.SortStableFunc(res.Phases, func(a, b phaseResult) int { return strings.Compare(a.Scenario, b.Scenario) })
 	res.Goals = evaluateGoals(res.Phases)
+	res.CostCurve = res.costCurve()
 	res.Table = res.table()
 	fmt.Fprint(stdout, res.Table)
 	if err := res.write(o.out); err != nil {
@@ -225,12 +283,23 @@ func runScenario(ctx context.Context, sc scenario, o options, work string, log i
 	if err != nil {
 		return nil, err
 	}
+	if sc.SlowOnly {
+		// A thousand sshd's handshaking at once on a small machine take
+		// longer than orch's default 10 s connect timeout (S6 at 1000 hosts
+		// here: 432 hosts timed out). The floor's ssh has no connect
+		// timeout at all, so orch gets a long one.
+		s.orchArgs = []string{"--connect-timeout", "120s"}
+	}
 
 	runs := map[string]int{orchName: o.runs * sc.RunsFactor, floorName: o.runs * sc.RunsFactor}
 	contenders := []string{orchName, floorName}
-	if !o.noAnsible && (sc.Ansible || o.slow) {
+	if !o.noAnsible && (sc.Ansible || o.slow && !sc.SlowOnly) {
 		contenders = append(contenders, ansibleName)
 		runs[ansibleName] = o.ansibleRuns
+	}
+	if !o.noMitogen && (sc.Ansible || o.slow && !sc.SlowOnly) {
+		contenders = append(contenders, mitogenName)
+		runs[mitogenName] = o.mitogenRuns
 	}
 	if sc.SSHTrue {
 		contenders = append(contenders, sshTrueName)
@@ -266,8 +335,9 @@ func runScenario(ctx context.Context, sc scenario, o options, work string, log i
 // contender happens before run i+1 of any, and the order rotates, so slow
 // drifts of a noisy machine hit all contenders alike and ratios can be
 // taken pair by pair.
-func measure(ctx context.Context, s *setup, sc scenario, phase string, contenders []string, runs map[string]int, log io.Writer) (phaseResult, error) {
-	pr := phaseResult{Scenario: sc.Name, Phase: phase, Hosts: sc.Hosts, Tasks: sc.tasks(), Description: sc.Description}
+func measure(ctx context.Context, s *setup, sc scenario, phase string, contenders []string, runs map[string]int, log io.Writer) (pr phaseResult, err error) {
+	pr = phaseResult{Scenario: sc.Name, Phase: phase, Hosts: sc.Hosts, Tasks: sc.tasks(), Description: sc.Description, LoadBefore: loadAvg()}
+	defer func() { pr.LoadAfter = loadAvg() }()
 	samples := map[string][]sample{}
 	most := 0
 	for _, c := range contenders {
@@ -284,7 +354,7 @@ func measure(ctx context.Context, s *setup, sc scenario, phase string, contender
 				return pr, err
 			}
 			if phase == "first" && c != sshTrueName {
-				if err := s.wipe(); err != nil {
+				if err := s.wipe(ctx); err != nil {
 					return pr, err
 				}
 			}

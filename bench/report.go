@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -20,29 +22,42 @@ type results struct {
 	Conditions conditions    `json:"conditions"`
 	Phases     []phaseResult `json:"phases"`
 	Goals      []goal        `json:"goals"`
+	CostCurve  []curvePoint  `json:"cost_curve,omitempty"`
 	Table      string        `json:"table"`
 }
 
 // conditions record what the numbers were measured on.
 type conditions struct {
-	Date         string  `json:"date"`
-	Commit       string  `json:"commit,omitempty"`
-	Dirty        bool    `json:"dirty,omitempty"`
-	GoVersion    string  `json:"go_version"`
-	OS           string  `json:"os"`
-	CPUs         int     `json:"cpus"`
-	MemTotal     string  `json:"mem_total,omitempty"`
-	Kernel       string  `json:"kernel,omitempty"`
-	LoadAvg      string  `json:"loadavg_at_start,omitempty"`
-	OpenSSH      string  `json:"openssh,omitempty"`
-	Ansible      string  `json:"ansible,omitempty"`
-	RSSMethod    string  `json:"rss_method"`
-	Sessions     string  `json:"sessions"` // what the hosts' login shells read at start-up
+	Date       string `json:"date"`
+	Commit     string `json:"commit,omitempty"`
+	Dirty      bool   `json:"dirty,omitempty"`
+	GoVersion  string `json:"go_version"`
+	OS         string `json:"os"`
+	CPUs       int    `json:"cpus"`
+	MemTotal   string `json:"mem_total,omitempty"`
+	Kernel     string `json:"kernel,omitempty"`
+	LoadAvg    string `json:"loadavg_at_start,omitempty"`
+	LoadAvgEnd string `json:"loadavg_at_end,omitempty"`
+	OpenSSH    string `json:"openssh,omitempty"`        // the client, ssh -V
+	OpenSSHd   string `json:"openssh_server,omitempty"` // the openssh-server package
+	Ansible    string `json:"ansible,omitempty"`        // ansible-playbook --version, first line
+	AnsiblePy  string `json:"ansible_python,omitempty"` // the interpreter ansible-playbook runs on
+	Mitogen    string `json:"mitogen,omitempty"`        // mitogen.__version__ and the ansible-mitogen package
+	RSSMethod  string `json:"rss_method"`
+	Sessions   string `json:"sessions"` // what the hosts' login shells read at start-up
+	// AccountRC is what the account's own ~/.bashrc would do in every
+	// session if Sessions let it run.
+	AccountRC    string  `json:"account_rc,omitempty"`
 	Runs         int     `json:"runs"`
 	AnsibleRuns  int     `json:"ansible_runs"`
+	MitogenRuns  int     `json:"mitogen_runs"`
 	Quick        bool    `json:"quick,omitempty"`
 	Slow         bool    `json:"slow,omitempty"`
 	TotalSeconds float64 `json:"total_seconds"`
+	// Skipped lists scenarios left out, and why.
+	Skipped []string `json:"skipped,omitempty"`
+	// S5Targets says how S5's lab machines were prepared.
+	S5Targets string `json:"s5_targets,omitempty"`
 }
 
 // phaseResult is one scenario's first run or rerun.
@@ -52,6 +67,8 @@ type phaseResult struct {
 	Hosts       int                `json:"hosts"`
 	Tasks       int                `json:"tasks_per_host"`
 	Description string             `json:"description"`
+	LoadBefore  string             `json:"loadavg_before,omitempty"`
+	LoadAfter   string             `json:"loadavg_after,omitempty"`
 	Contenders  []contenderSummary `json:"contenders"`
 	Ratios      []ratio            `json:"ratios"`
 }
@@ -116,6 +133,8 @@ type ratio struct {
 // ratioPairs are the ratios the report computes when both sides ran.
 var ratioPairs = [][2]string{
 	{ansibleName, orchName},
+	{mitogenName, orchName},
+	{ansibleName, mitogenName},
 	{orchName, floorName},
 	{orchName, sshTrueName},
 	{floorName, sshTrueName},
@@ -227,19 +246,7 @@ func evaluateGoals(phases []phaseResult) []goal {
 		return nil
 	}
 	ratioGoal := func(sc, name string, atMost bool, target float64) {
-		pr := find(sc, "rerun")
-		if pr == nil {
-			return
-		}
-		if r := pr.ratio(name); r != nil {
-			g := goal{Scenario: sc, What: name + " rerun time", Value: r.Median}
-			if atMost {
-				g.Target, g.Met = fmt.Sprintf("≤ %g", target), r.Median <= target
-			} else {
-				g.Target, g.Met = fmt.Sprintf("≥ %g", target), r.Median >= target
-			}
-			goals = append(goals, g)
-		}
+		phaseRatioGoal(&goals, find(sc, "rerun"), name, atMost, target)
 	}
 	exchangesGoal := func(sc string) {
 		if pr := find(sc, "rerun"); pr != nil {
@@ -249,9 +256,11 @@ func evaluateGoals(phases []phaseResult) []goal {
 			}
 		}
 	}
+	ratioGoal("S1", "mitogen/orch", false, 10)
 	ratioGoal("S1", "ansible/orch", false, 100)
 	ratioGoal("S1", "orch/floor", true, 1)
 	exchangesGoal("S1")
+	phaseRatioGoal(&goals, find("S1", "first"), "orch/floor", true, 0.4) // S7
 	exchangesGoal("S3")
 	ratioGoal("S2", "orch/floor", true, 1)
 	if pr := find("S2", "rerun"); pr != nil {
@@ -260,7 +269,54 @@ func evaluateGoals(phases []phaseResult) []goal {
 		}
 	}
 	ratioGoal("S4", "orch/ssh-true", true, 1.5)
+	ratioGoal("S6", "orch/floor", true, 0.5)
+	if pr := find("S6", "rerun"); pr != nil {
+		if c := pr.contender(orchName); c != nil {
+			goals = append(goals, goal{Scenario: "S6", What: "orch peak RSS MB", Target: "≤ 200", Value: c.PeakRSSMB, Met: c.PeakRSSMB <= 200})
+		}
+		if pr2 := find("S2", "rerun"); pr2 != nil {
+			c6, c2 := pr.contender(orchName), pr2.contender(orchName)
+			if c6 != nil && c2 != nil && c2.CPUS > 0 {
+				v := (c6.CPUS / float64(pr.Hosts)) / (c2.CPUS / float64(pr2.Hosts))
+				goals = append(goals, goal{Scenario: "S6", What: fmt.Sprintf("orch CPU per host, %d hosts / 200 hosts", pr.Hosts), Target: "0.8 to 1.2", Value: v, Met: v >= 0.8 && v <= 1.2})
+			}
+		}
+	}
+	for _, phase := range []string{"first", "rerun"} {
+		pr := find("S5", phase)
+		phaseRatioGoal(&goals, pr, "mitogen/orch", false, 10)
+		if pr == nil {
+			continue
+		}
+		if c := pr.contender(orchName); c != nil {
+			limit := 1.0
+			if phase == "first" {
+				limit = 3
+			}
+			v := float64(c.MaxHostExchanges)
+			goals = append(goals, goal{Scenario: "S5", What: "orch exchanges per host, " + phase + " (most of any host)", Target: fmt.Sprintf("≤ %g", limit), Value: v, Met: v <= limit})
+		}
+	}
 	return goals
+}
+
+// phaseRatioGoal appends the goal that pr's ratio name is at most (or at
+// least) target, if pr measured it.
+func phaseRatioGoal(goals *[]goal, pr *phaseResult, name string, atMost bool, target float64) {
+	if pr == nil {
+		return
+	}
+	r := pr.ratio(name)
+	if r == nil {
+		return
+	}
+	g := goal{Scenario: pr.Scenario, What: name + " " + pr.Phase + " time", Value: r.Median}
+	if atMost {
+		g.Target, g.Met = fmt.Sprintf("≤ %g", target), r.Median <= target
+	} else {
+		g.Target, g.Met = fmt.Sprintf("≥ %g", target), r.Median >= target
+	}
+	*goals = append(*goals, g)
 }
 
 // table renders the results as plain text.
@@ -269,9 +325,10 @@ func (r *results) table() string {
 	c := r.Conditions
 	fmt.Fprintf(&b, "orch bench, %s, commit %s%s, %s, %d CPUs, %s, load at start %s\n",
 		c.Date, or(c.Commit, "?"), map[bool]string{true: " (dirty)"}[c.Dirty], c.OS, c.CPUs, c.Kernel, c.LoadAvg)
-	fmt.Fprintf(&b, "%s; %s; %s; orch/floor %d runs, Ansible %d run(s)%s\nhost sessions: %s\n\n",
-		c.GoVersion, or(c.OpenSSH, "OpenSSH ?"), or(c.Ansible, "no Ansible"), c.Runs, c.AnsibleRuns,
-		map[bool]string{true: ", quick"}[c.Quick], c.Sessions)
+	fmt.Fprintf(&b, "%s; %s (%s); %s on %s; %s; orch/floor %d runs, Ansible %d run(s), Mitogen %d run(s)%s\n",
+		c.GoVersion, or(c.OpenSSH, "OpenSSH ?"), or(c.OpenSSHd, "server ?"), or(c.Ansible, "no Ansible"), or(c.AnsiblePy, "?"),
+		or(c.Mitogen, "no Mitogen"), c.Runs, c.AnsibleRuns, c.MitogenRuns, map[bool]string{true: ", quick"}[c.Quick])
+	fmt.Fprintf(&b, "host sessions: %s; %s\nload average at end %s\n\n", c.Sessions, or(c.AccountRC, "?"), or(c.LoadAvgEnd, "?"))
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "scenario\tphase\thosts×tasks\tcontender\truns\tmedian s\tmin s\tcpu s\tpeak RSS MB\texch/host\tchanged\t")
 	for _, pr := range r.Phases {
@@ -315,6 +372,21 @@ func (r *results) table() string {
 	if !first {
 		tw.Flush()
 	}
+	if curve := r.costCurve(); len(curve) > 1 {
+		b.WriteString("\ncost curve (orch's controller on no-change reruns of 21 tasks per host):\n")
+		tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "scenario\thosts\tcpu s\tcpu ms/host\tpeak RSS MB\tRSS MB/host\t")
+		for _, p := range curve {
+			fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.2f\t%.1f\t%.3f\t\n", p.Scenario, p.Hosts, p.CPUS, p.CPUMSPerHost, p.PeakRSSMB, p.PeakRSSMB/float64(p.Hosts))
+		}
+		tw.Flush()
+	}
+	b.WriteString("\nload average (1, 5, 15 min) before and after each phase:\n")
+	tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	for _, pr := range r.Phases {
+		fmt.Fprintf(tw, "  %s %s\t%s\t→ %s\n", pr.Scenario, pr.Phase, or(pr.LoadBefore, "?"), or(pr.LoadAfter, "?"))
+	}
+	tw.Flush()
 	if len(r.Goals) > 0 {
 		b.WriteString("\ngoals:\n")
 		tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
@@ -368,16 +440,17 @@ func gatherConditions(ctx context.Context, root string, o options) conditions {
 		CPUs:        runtime.NumCPU(),
 		Runs:        o.runs,
 		AnsibleRuns: o.ansibleRuns,
+		MitogenRuns: o.mitogenRuns,
 		Quick:       o.quick,
 		Slow:        o.slow,
 	}
 	if o.noAnsible {
 		c.AnsibleRuns = 0
 	}
-	c.Sessions = "empty HOME: the account's shell start-up files do not run"
-	if o.loginRC {
-		c.Sessions = "the account's real HOME and shell start-up files (-login-rc)"
+	if o.noMitogen {
+		c.MitogenRuns = 0
 	}
+	c.Sessions, c.AccountRC = sessionConditions(o.loginRC)
 	c.RSSMethod = "GNU time %M: each controller process's own peak"
 	if gnuTime() == "" {
 		c.RSSMethod = "wait4 ru_maxrss: an upper bound that includes the bench's own peak (GNU time missing)"
@@ -385,11 +458,7 @@ func gatherConditions(ctx context.Context, root string, o options) conditions {
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		c.Kernel = "Linux " + strings.TrimSpace(string(b))
 	}
-	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
-		if f := strings.Fields(string(b)); len(f) >= 3 {
-			c.LoadAvg = strings.Join(f[:3], " ")
-		}
-	}
+	c.LoadAvg = loadAvg()
 	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
 		for _, line := range strings.Split(string(b), "\n") {
 			if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
@@ -412,9 +481,81 @@ func gatherConditions(ctx context.Context, root string, o options) conditions {
 		c.Dirty = output(root, "git", "--no-optional-locks", "status", "--porcelain", "--", ".", ":!bench") != ""
 	}
 	c.OpenSSH, _, _ = strings.Cut(output("", "ssh", "-V"), ",")
+	if v := output("", "dpkg-query", "-W", "-f", "${Version}", "openssh-server"); v != "" && !strings.Contains(v, " ") {
+		c.OpenSSHd = "openssh-server " + v
+	}
 	if !o.noAnsible {
 		first, _, _ := strings.Cut(output("", "ansible-playbook", "--version"), "\n")
 		c.Ansible = first
+		py := ansiblePython()
+		c.AnsiblePy = py + " " + strings.TrimPrefix(output("", py, "--version"), "Python ")
+	}
+	if !o.noMitogen {
+		v := output("", ansiblePython(), "-c", "import mitogen; print('.'.join(map(str, mitogen.__version__)))")
+		c.Mitogen = "mitogen " + v
+		if deb := output("", "dpkg-query", "-W", "-f", "${Version}", "ansible-mitogen"); deb != "" && !strings.Contains(deb, " ") {
+			c.Mitogen += " (Debian ansible-mitogen " + deb + ")"
+		}
 	}
 	return c
+}
+
+// loadAvg is /proc/loadavg's 1, 5 and 15 minute averages, or "".
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	if f := strings.Fields(string(b)); len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return ""
+}
+
+// sessionConditions say which HOME the hosts' sessions get, and what the
+// account's own ~/.bashrc would do in each session: on the project's
+// development machine, root's runs `pyenv init`.
+func sessionConditions(loginRC bool) (sessions, accountRC string) {
+	home := "~"
+	if u, err := user.Current(); err == nil && u.HomeDir != "" {
+		home = u.HomeDir
+	}
+	rc := filepath.Join(home, ".bashrc")
+	switch b, err := os.ReadFile(rc); {
+	case err != nil:
+		accountRC = rc + ": none"
+	case bytes.Contains(b, []byte("pyenv init")):
+		accountRC = rc + " runs `pyenv init`"
+	default:
+		accountRC = fmt.Sprintf("%s: %d bytes, no pyenv", rc, len(b))
+	}
+	if loginRC {
+		return "the account's own HOME (" + home + "): its shell start-up files run in every session (-login-rc)", accountRC
+	}
+	return "empty HOME (sshd SetEnv HOME=<fleet>/home): the account's shell start-up files do not run", accountRC
+}
+
+// curvePoint is orch's controller cost at one fleet size.
+type curvePoint struct {
+	Scenario     string  `json:"scenario"`
+	Hosts        int     `json:"hosts"`
+	CPUS         float64 `json:"cpu_s"`
+	CPUMSPerHost float64 `json:"cpu_ms_per_host"`
+	PeakRSSMB    float64 `json:"peak_rss_mb"`
+}
+
+// costCurve is orch's CPU and peak RSS on the 21-task reruns (S1, S2,
+// S6), by host count.
+func (r *results) costCurve() []curvePoint {
+	var out []curvePoint
+	for _, pr := range r.Phases {
+		if pr.Phase != "rerun" || pr.Tasks != 21 || !slices.Contains([]string{"S1", "S2", "S6"}, pr.Scenario) {
+			continue
+		}
+		if c := pr.contender(orchName); c != nil {
+			out = append(out, curvePoint{Scenario: pr.Scenario, Hosts: pr.Hosts, CPUS: c.CPUS, CPUMSPerHost: c.CPUS * 1000 / float64(pr.Hosts), PeakRSSMB: c.PeakRSSMB})
+		}
+	}
+	slices.SortFunc(out, func(a, b curvePoint) int { return cmp.Compare(a.Hosts, b.Hosts) })
+	return out
 }
