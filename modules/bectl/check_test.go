@@ -1,9 +1,6 @@
 package bectl
 
 import (
-	"encoding/json"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -48,79 +45,56 @@ func (a args) task(t *testing.T) *Bectl {
 // TestCheckFixtures decides every fixture's task from its recorded facts:
 // each state's change and no-change paths and refusals.
 func TestCheckFixtures(t *testing.T) {
-	files, _ := filepath.Glob(filepath.Join("testdata", "check", "*.json"))
-	if len(files) == 0 {
-		t.Fatal("no fixtures")
-	}
-	paths := map[string]map[bool]bool{}
-	for _, file := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(file), ".json"), func(t *testing.T) {
-			var fx checkFixture
-			b, err := os.ReadFile(file)
-			if err == nil {
-				err = json.Unmarshal(b, &fx)
+	paths := facttest.Paths{}
+	facttest.EachCheck(t, func(t *testing.T, file string, fx checkFixture) {
+		task := fx.Args.task(t)
+		_, vals := facttest.Load(t, FactName, fx.Facts)
+		req := modules.CheckRequest{Facts: map[modules.FactKey]any{}}
+		for _, k := range task.Facts() {
+			v, ok := vals[k.Key]
+			if !ok {
+				t.Fatalf("fact fixture %s has no key %q", fx.Facts, k.Key)
 			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			task := fx.Args.task(t)
-			_, vals := facttest.Load(t, FactName, fx.Facts)
-			req := modules.CheckRequest{Facts: map[modules.FactKey]any{}}
-			for _, k := range task.Facts() {
-				v, ok := vals[k.Key]
-				if !ok {
-					t.Fatalf("fact fixture %s has no key %q", fx.Facts, k.Key)
-				}
-				req.Facts[k] = v
-			}
-			if p := task.Probe(modules.ProbeRequest{}); (p != "") != (fx.Probe != nil) {
-				t.Fatalf("probe %q, fixture probe output %v", p, fx.Probe)
-			}
-			if fx.Probe != nil {
-				req.Output = []byte(*fx.Probe)
-			}
-			var resp modules.CheckResponse
-			task.Check(req, &resp)
-			if fx.Err != "" {
-				if resp.Err == nil || !strings.Contains(resp.Err.Error(), fx.Err) {
-					t.Fatalf("err %v, want one containing %q", resp.Err, fx.Err)
-				}
-				return
-			}
-			if resp.Err != nil {
-				t.Fatalf("check: %v", resp.Err)
-			}
-			if resp.Changed != fx.Changed || resp.Reason != fx.Reason {
-				t.Errorf("changed %v (%q), want %v (%q)", resp.Changed, resp.Reason, fx.Changed, fx.Reason)
-			}
-			var cmds []string
-			if resp.Apply != "" {
-				cmds = strings.Split(strings.TrimSuffix(resp.Apply, "\n"), "\n")
-			}
-			if !slices.Equal(cmds, fx.Commands) {
-				t.Errorf("commands\n%q\nwant\n%q", cmds, fx.Commands)
-			}
-			// The diff is the list of commands, for --check --diff.
-			var diff string
-			for _, c := range fx.Commands {
-				diff += "+ " + c + "\n"
-			}
-			if resp.Diff != diff {
-				t.Errorf("diff %q, want %q", resp.Diff, diff)
-			}
-			if paths[task.State] == nil {
-				paths[task.State] = map[bool]bool{}
-			}
-			paths[task.State][resp.Changed] = true
-		})
-	}
-	for _, st := range []string{"present", "active", "absent"} {
-		for _, changed := range []bool{true, false} {
-			if !paths[st][changed] {
-				t.Errorf("no fixture for state %s with changed=%v", st, changed)
-			}
+			req.Facts[k] = v
 		}
-	}
+		if p := task.Probe(modules.ProbeRequest{}); (p != "") != (fx.Probe != nil) {
+			t.Fatalf("probe %q, fixture probe output %v", p, fx.Probe)
+		}
+		if fx.Probe != nil {
+			req.Output = []byte(*fx.Probe)
+		}
+		var resp modules.CheckResponse
+		task.Check(req, &resp)
+		if fx.Err != "" {
+			if resp.Err == nil || !strings.Contains(resp.Err.Error(), fx.Err) {
+				t.Fatalf("err %v, want one containing %q", resp.Err, fx.Err)
+			}
+			return
+		}
+		if resp.Err != nil {
+			t.Fatalf("check: %v", resp.Err)
+		}
+		if resp.Changed != fx.Changed || resp.Reason != fx.Reason {
+			t.Errorf("changed %v (%q), want %v (%q)", resp.Changed, resp.Reason, fx.Changed, fx.Reason)
+		}
+		var cmds []string
+		if resp.Apply != "" {
+			cmds = strings.Split(strings.TrimSuffix(resp.Apply, "\n"), "\n")
+		}
+		if !slices.Equal(cmds, fx.Commands) {
+			t.Errorf("commands\n%q\nwant\n%q", cmds, fx.Commands)
+		}
+		// The diff is the list of commands, for --check --diff.
+		var diff string
+		for _, c := range fx.Commands {
+			diff += "+ " + c + "\n"
+		}
+		if resp.Diff != diff {
+			t.Errorf("diff %q, want %q", resp.Diff, diff)
+		}
+		paths.Saw(task.State, resp.Changed)
+	})
+	paths.Require(t, "state", "present", "active", "absent")
 }
 
 // TestValidate: bad arguments are refused before any host is touched, with

@@ -3,7 +3,6 @@ package jail
 import (
 	"encoding/json"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -68,77 +67,56 @@ func normalise(v any) any {
 // and compares the decision and the commands, for every state on its
 // change and its no-change paths.
 func TestCheckFixtures(t *testing.T) {
-	files, _ := filepath.Glob(filepath.Join("testdata", "check", "*.json"))
-	if len(files) == 0 {
-		t.Fatal("no fixtures")
-	}
-	seen := map[string]map[bool]bool{}
-	for _, file := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(file), ".json"), func(t *testing.T) {
-			var fx checkFixture
-			b, err := os.ReadFile(file)
-			if err == nil {
-				err = json.Unmarshal(b, &fx)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			j := &Jail{Name: fx.Args.Name, Path: fx.Args.Path, IP: normalise(fx.Args.IP), State: fx.Args.State}
-			if fx.Args.Params != nil {
-				j.Params = normalise(fx.Args.Params).(map[string]any)
-			}
-			if j.State == "" {
-				j.State = "running"
-			}
-			if err := j.Validate(nil); err != nil {
-				t.Fatal(err)
-			}
-			req := modules.CheckRequest{Facts: map[modules.FactKey]any{}}
-			_, vals := facttest.Load(t, FactName, fx.Facts)
-			if v, ok := vals[j.Name]; ok {
-				req.Facts[Key(j.Name)] = v
-			}
-			switch fx.Conf {
-			case "absent":
-				req.Facts[pathfact.Key(j.ConfPath())] = pathfact.State{Kind: "absent"}
-			case "same":
-				req.Facts[pathfact.Key(j.ConfPath())] = pathfact.State{Kind: "file", Mode: 0o644, Sum: sha256Hex(j.Conf())}
-			case "differs":
-				req.Facts[pathfact.Key(j.ConfPath())] = pathfact.State{Kind: "file", Mode: 0o644, Sum: sha256Hex([]byte("www { path = /elsewhere; }\n"))}
-			default:
-				t.Fatalf("conf %q is not absent, same or differs", fx.Conf)
-			}
-			var resp modules.CheckResponse
-			j.Check(req, &resp)
-			got := fx
-			got.Changed, got.Reason, got.Commands, got.Err = resp.Changed, resp.Reason, splitLines(resp.Apply), ""
-			if resp.Err != nil {
-				got.Err = resp.Err.Error()
-			}
-			if os.Getenv(facttest.Reparse) != "" { // a tool: review the diff
-				b, _ := json.MarshalIndent(got, "", "  ")
-				os.WriteFile(file, append(b, '\n'), 0o644)
-				return
-			}
-			if got.Changed != fx.Changed || got.Reason != fx.Reason || got.Err != fx.Err || !slices.Equal(got.Commands, fx.Commands) {
-				g, _ := json.MarshalIndent(got, "", "  ")
-				t.Errorf("decided\n%s", g)
-			}
-			if resp.Err == nil && resp.Changed != (resp.Apply != "") {
-				t.Errorf("changed=%v with apply %q", resp.Changed, resp.Apply)
-			}
-			if resp.Err == nil && !resp.Changed && resp.Reason == "" {
-				t.Error("no change and no reason")
-			}
-			if seen[j.State] == nil {
-				seen[j.State] = map[bool]bool{}
-			}
-			seen[j.State][resp.Changed] = true
-		})
-	}
-	for _, state := range []string{"running", "stopped", "absent"} {
-		if !seen[state][true] || !seen[state][false] {
-			t.Errorf("state %s: fixtures for the change path %v, the no-change path %v; want both", state, seen[state][true], seen[state][false])
+	seen := facttest.Paths{}
+	facttest.EachCheck(t, func(t *testing.T, file string, fx checkFixture) {
+		j := &Jail{Name: fx.Args.Name, Path: fx.Args.Path, IP: normalise(fx.Args.IP), State: fx.Args.State}
+		if fx.Args.Params != nil {
+			j.Params = normalise(fx.Args.Params).(map[string]any)
 		}
-	}
+		if j.State == "" {
+			j.State = "running"
+		}
+		if err := j.Validate(nil); err != nil {
+			t.Fatal(err)
+		}
+		req := modules.CheckRequest{Facts: map[modules.FactKey]any{}}
+		_, vals := facttest.Load(t, FactName, fx.Facts)
+		if v, ok := vals[j.Name]; ok {
+			req.Facts[Key(j.Name)] = v
+		}
+		switch fx.Conf {
+		case "absent":
+			req.Facts[pathfact.Key(j.ConfPath())] = pathfact.State{Kind: "absent"}
+		case "same":
+			req.Facts[pathfact.Key(j.ConfPath())] = pathfact.State{Kind: "file", Mode: 0o644, Sum: sha256Hex(j.Conf())}
+		case "differs":
+			req.Facts[pathfact.Key(j.ConfPath())] = pathfact.State{Kind: "file", Mode: 0o644, Sum: sha256Hex([]byte("www { path = /elsewhere; }\n"))}
+		default:
+			t.Fatalf("conf %q is not absent, same or differs", fx.Conf)
+		}
+		var resp modules.CheckResponse
+		j.Check(req, &resp)
+		got := fx
+		got.Changed, got.Reason, got.Commands, got.Err = resp.Changed, resp.Reason, splitLines(resp.Apply), ""
+		if resp.Err != nil {
+			got.Err = resp.Err.Error()
+		}
+		if os.Getenv(facttest.Reparse) != "" { // a tool: review the diff
+			b, _ := json.MarshalIndent(got, "", "  ")
+			os.WriteFile(file, append(b, '\n'), 0o644)
+			return
+		}
+		if got.Changed != fx.Changed || got.Reason != fx.Reason || got.Err != fx.Err || !slices.Equal(got.Commands, fx.Commands) {
+			g, _ := json.MarshalIndent(got, "", "  ")
+			t.Errorf("decided\n%s", g)
+		}
+		if resp.Err == nil && resp.Changed != (resp.Apply != "") {
+			t.Errorf("changed=%v with apply %q", resp.Changed, resp.Apply)
+		}
+		if resp.Err == nil && !resp.Changed && resp.Reason == "" {
+			t.Error("no change and no reason")
+		}
+		seen.Saw(j.State, resp.Changed)
+	})
+	seen.Require(t, "state", "running", "stopped", "absent")
 }

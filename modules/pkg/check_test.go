@@ -3,7 +3,6 @@ package pkg
 import (
 	"encoding/json"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -72,65 +71,44 @@ func commandLines(apply string) []string {
 // and compares the decision and the commands, for both backends, on the
 // change and the no-change paths.
 func TestCheckFixtures(t *testing.T) {
-	files, _ := filepath.Glob(filepath.Join("testdata", "check", "*.json"))
-	if len(files) == 0 {
-		t.Fatal("no fixtures")
-	}
-	seen := map[string]map[bool]bool{}
-	for _, file := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(file), ".json"), func(t *testing.T) {
-			var fx checkFixture
-			b, err := os.ReadFile(file)
-			if err == nil {
-				err = json.Unmarshal(b, &fx)
+	seen := facttest.Paths{}
+	facttest.EachCheck(t, func(t *testing.T, file string, fx checkFixture) {
+		p := fx.Args.task(t)
+		req := modules.CheckRequest{Facts: map[modules.FactKey]any{}}
+		for _, k := range p.Facts() {
+			if k == managerKey {
+				req.Facts[k] = fx.PkgManager
+				continue
 			}
-			if err != nil {
-				t.Fatal(err)
+			name, ok := fx.Facts[k.Fact]
+			if !ok {
+				t.Fatalf("the task reads %s, but the fixture names no %s facts", k.StateKey(), k.Fact)
 			}
-			p := fx.Args.task(t)
-			req := modules.CheckRequest{Facts: map[modules.FactKey]any{}}
-			for _, k := range p.Facts() {
-				if k == managerKey {
-					req.Facts[k] = fx.PkgManager
-					continue
-				}
-				name, ok := fx.Facts[k.Fact]
-				if !ok {
-					t.Fatalf("the task reads %s, but the fixture names no %s facts", k.StateKey(), k.Fact)
-				}
-				_, vals := facttest.Load(t, k.Fact, name)
-				if v, ok := vals[k.Key]; ok { // else Check says what is missing
-					req.Facts[k] = v
-				}
+			_, vals := facttest.Load(t, k.Fact, name)
+			if v, ok := vals[k.Key]; ok { // else Check says what is missing
+				req.Facts[k] = v
 			}
-			var resp modules.CheckResponse
-			p.Check(req, &resp)
-			got := fx
-			got.Changed, got.Reason, got.Commands, got.Err = resp.Changed, resp.Reason, commandLines(resp.Apply), ""
-			if resp.Err != nil {
-				got.Err = resp.Err.Error()
-			}
-			if os.Getenv("ORCH_FIXTURE_REPARSE") != "" { // a tool: review the diff
-				b, _ := json.MarshalIndent(got, "", "  ")
-				os.WriteFile(file, append(b, '\n'), 0o644)
-				return
-			}
-			if got.Changed != fx.Changed || got.Reason != fx.Reason || got.Err != fx.Err || !slices.Equal(got.Commands, fx.Commands) {
-				g, _ := json.MarshalIndent(got, "", "  ")
-				t.Errorf("decided\n%s", g)
-			}
-			if resp.Err == nil && resp.Changed != (resp.Apply != "") {
-				t.Errorf("changed=%v with apply %q", resp.Changed, resp.Apply)
-			}
-			if seen[fx.PkgManager] == nil {
-				seen[fx.PkgManager] = map[bool]bool{}
-			}
-			seen[fx.PkgManager][resp.Changed] = true
-		})
-	}
-	for _, m := range []string{"apt", "pkg"} {
-		if !seen[m][true] || !seen[m][false] {
-			t.Errorf("backend %s: fixtures for the change path %v, the no-change path %v; want both", m, seen[m][true], seen[m][false])
 		}
-	}
+		var resp modules.CheckResponse
+		p.Check(req, &resp)
+		got := fx
+		got.Changed, got.Reason, got.Commands, got.Err = resp.Changed, resp.Reason, commandLines(resp.Apply), ""
+		if resp.Err != nil {
+			got.Err = resp.Err.Error()
+		}
+		if os.Getenv("ORCH_FIXTURE_REPARSE") != "" { // a tool: review the diff
+			b, _ := json.MarshalIndent(got, "", "  ")
+			os.WriteFile(file, append(b, '\n'), 0o644)
+			return
+		}
+		if got.Changed != fx.Changed || got.Reason != fx.Reason || got.Err != fx.Err || !slices.Equal(got.Commands, fx.Commands) {
+			g, _ := json.MarshalIndent(got, "", "  ")
+			t.Errorf("decided\n%s", g)
+		}
+		if resp.Err == nil && resp.Changed != (resp.Apply != "") {
+			t.Errorf("changed=%v with apply %q", resp.Changed, resp.Apply)
+		}
+		seen.Saw(fx.PkgManager, resp.Changed)
+	})
+	seen.Require(t, "backend", "apt", "pkg")
 }

@@ -3,7 +3,6 @@ package service
 import (
 	"encoding/json"
 	"os"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -54,69 +53,48 @@ func splitLines(s string) []string {
 // and compares the decision, the commands and the watch handler, for each
 // backend, on the change and the no-change paths.
 func TestCheckFixtures(t *testing.T) {
-	files, _ := filepath.Glob(filepath.Join("testdata", "check", "*.json"))
-	if len(files) == 0 {
-		t.Fatal("no fixtures")
-	}
-	seen := map[string]map[bool]bool{}
-	for _, file := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(file), ".json"), func(t *testing.T) {
-			var fx checkFixture
-			b, err := os.ReadFile(file)
-			if err == nil {
-				err = json.Unmarshal(b, &fx)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			s := &Service{Name: fx.Args.Name, State: fx.Args.State, Enabled: fx.Args.Enabled, Watch: fx.Args.Watch, OnChange: fx.Args.OnChange}
-			if s.State == "" {
-				s.State = "running"
-			}
-			if s.OnChange == "" {
-				s.OnChange = "restart"
-			}
-			if err := s.Validate(nil); err != nil {
-				t.Fatal(err)
-			}
-			req := modules.CheckRequest{Facts: map[modules.FactKey]any{initKey: fx.InitSystem}}
-			_, vals := facttest.Load(t, FactName, fx.Facts)
-			if v, ok := vals[s.Name]; ok {
-				req.Facts[Key(s.Name)] = v
-			}
-			var resp modules.CheckResponse
-			s.Check(req, &resp)
-			got := fx
-			got.Changed, got.Reason, got.Commands, got.Err, got.OnWatch = resp.Changed, resp.Reason, splitLines(resp.Apply), "", nil
-			if resp.Err != nil {
-				got.Err = resp.Err.Error()
-			}
-			if h := resp.OnWatch; h != nil {
-				got.OnWatch = &handler{ID: h.ID, Level: h.Level, Action: h.Action, Script: splitLines(h.Script)}
-			}
-			got.Watches = s.Watches()
-			if os.Getenv("ORCH_FIXTURE_REPARSE") != "" { // a tool: review the diff
-				b, _ := json.MarshalIndent(got, "", "  ")
-				os.WriteFile(file, append(b, '\n'), 0o644)
-				return
-			}
-			if got.Changed != fx.Changed || got.Reason != fx.Reason || got.Err != fx.Err || !slices.Equal(got.Commands, fx.Commands) ||
-				!reflect.DeepEqual(got.OnWatch, fx.OnWatch) || !slices.Equal(got.Watches, fx.Watches) {
-				g, _ := json.MarshalIndent(got, "", "  ")
-				t.Errorf("decided\n%s", g)
-			}
-			if resp.Err == nil && resp.Changed != (resp.Apply != "") {
-				t.Errorf("changed=%v with apply %q", resp.Changed, resp.Apply)
-			}
-			if seen[fx.InitSystem] == nil {
-				seen[fx.InitSystem] = map[bool]bool{}
-			}
-			seen[fx.InitSystem][resp.Changed] = true
-		})
-	}
-	for _, init := range []string{"systemd", "sysvinit", "rc"} {
-		if !seen[init][true] || !seen[init][false] {
-			t.Errorf("backend %s: fixtures for the change path %v, the no-change path %v; want both", init, seen[init][true], seen[init][false])
+	seen := facttest.Paths{}
+	facttest.EachCheck(t, func(t *testing.T, file string, fx checkFixture) {
+		s := &Service{Name: fx.Args.Name, State: fx.Args.State, Enabled: fx.Args.Enabled, Watch: fx.Args.Watch, OnChange: fx.Args.OnChange}
+		if s.State == "" {
+			s.State = "running"
 		}
-	}
+		if s.OnChange == "" {
+			s.OnChange = "restart"
+		}
+		if err := s.Validate(nil); err != nil {
+			t.Fatal(err)
+		}
+		req := modules.CheckRequest{Facts: map[modules.FactKey]any{initKey: fx.InitSystem}}
+		_, vals := facttest.Load(t, FactName, fx.Facts)
+		if v, ok := vals[s.Name]; ok {
+			req.Facts[Key(s.Name)] = v
+		}
+		var resp modules.CheckResponse
+		s.Check(req, &resp)
+		got := fx
+		got.Changed, got.Reason, got.Commands, got.Err, got.OnWatch = resp.Changed, resp.Reason, splitLines(resp.Apply), "", nil
+		if resp.Err != nil {
+			got.Err = resp.Err.Error()
+		}
+		if h := resp.OnWatch; h != nil {
+			got.OnWatch = &handler{ID: h.ID, Level: h.Level, Action: h.Action, Script: splitLines(h.Script)}
+		}
+		got.Watches = s.Watches()
+		if os.Getenv("ORCH_FIXTURE_REPARSE") != "" { // a tool: review the diff
+			b, _ := json.MarshalIndent(got, "", "  ")
+			os.WriteFile(file, append(b, '\n'), 0o644)
+			return
+		}
+		if got.Changed != fx.Changed || got.Reason != fx.Reason || got.Err != fx.Err || !slices.Equal(got.Commands, fx.Commands) ||
+			!reflect.DeepEqual(got.OnWatch, fx.OnWatch) || !slices.Equal(got.Watches, fx.Watches) {
+			g, _ := json.MarshalIndent(got, "", "  ")
+			t.Errorf("decided\n%s", g)
+		}
+		if resp.Err == nil && resp.Changed != (resp.Apply != "") {
+			t.Errorf("changed=%v with apply %q", resp.Changed, resp.Apply)
+		}
+		seen.Saw(fx.InitSystem, resp.Changed)
+	})
+	seen.Require(t, "backend", "systemd", "sysvinit", "rc")
 }
