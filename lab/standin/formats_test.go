@@ -1,4 +1,4 @@
-package standin
+package standin_test
 
 import (
 	"encoding/json"
@@ -79,14 +79,14 @@ func TestRecordedFormats(t *testing.T) {
 	ip := addr(h.subnet, 50)
 	padded := []string{fmt.Sprintf("%-15s", fixtureIP), fmt.Sprintf("%-15s", ip), fixtureIP, ip}
 	www := fmt.Sprintf("www {\n\tpath = \"/jails/www\";\n\thost.hostname = \"www.example.test\";\n\tip4.addr = %s;\n\tmount.devfs;\n\tpersist;\n}\n", ip)
-	snap := h.template()
-	h.must("zfs clone " + snap + " zroot/jails/www && mkdir -p /etc/jail.conf.d")
+	snap := h.Template()
+	h.Must("zfs clone " + snap + " zroot/jails/www && mkdir -p /etc/jail.conf.d")
 
 	t.Run("jail", func(t *testing.T) {
 		h := h.with(t)
-		h.must("printf 'www { path = /jails/www }\\n' > /etc/jail.conf.d/www.conf")
+		h.Must("printf 'www { path = /jails/www }\\n' > /etc/jail.conf.d/www.conf")
 		h.replay(t, "jail/syntax-error")
-		h.must("cat > /etc/jail.conf.d/www.conf <<'EOF'\n" + www + "EOF")
+		h.Must("cat > /etc/jail.conf.d/www.conf <<'EOF'\n" + www + "EOF")
 		h.replay(t, "jail/create-conf") // jid 1, as recorded
 		h.replay(t, "jail/create-exists")
 	})
@@ -121,7 +121,7 @@ func TestRecordedFormats(t *testing.T) {
 		var doc struct {
 			Info struct{ Jail []any } `json:"jail-information"`
 		}
-		json.Unmarshal([]byte(h.must("jls -v --libxo json")), &doc)
+		json.Unmarshal([]byte(h.Must("jls -v --libxo json")), &doc)
 		transcript := fixture.Load(t, "freebsd/jls/verbose-json-transcript")
 		if len(doc.Info.Jail) != 1 {
 			t.Fatalf("jls -v --libxo json: %d jails", len(doc.Info.Jail))
@@ -141,7 +141,7 @@ func TestRecordedFormats(t *testing.T) {
 		h.replay(t, "jexec/command")
 		h.replay(t, "jexec/exit-status")
 		h.replay(t, "jexec/missing")
-		if got := h.must("jexec www sysctl -n security.jail.jailed"); got != "1\n" {
+		if got := h.Must("jexec www sysctl -n security.jail.jailed"); got != "1\n" {
 			t.Errorf("security.jail.jailed in a jail: %q", got)
 		}
 	})
@@ -156,8 +156,8 @@ func TestRecordedFormats(t *testing.T) {
 		h.replay(t, "jail/remove-conf")
 		h.replay(t, "jail/remove-missing")
 		h.replay(t, "jail/create-quiet")
-		h.must("jail -q -f /etc/jail.conf.d/www.conf -r www")
-		h.must("test ! -e /etc/jail.conf")
+		h.Must("jail -q -f /etc/jail.conf.d/www.conf -r www")
+		h.Must("test ! -e /etc/jail.conf")
 		h.replay(t, "jail/create-cmdline", padded...)
 		h.replay(t, "jail/remove-noconf")
 	})
@@ -165,7 +165,7 @@ func TestRecordedFormats(t *testing.T) {
 	t.Run("sysrc", func(t *testing.T) {
 		h := h.with(t)
 		set := func(content string) {
-			h.must("sed -i '/^test_/d' /etc/rc.conf && printf '%s\\n' '" + content + "' >> /etc/rc.conf")
+			h.Must("sed -i '/^test_/d' /etc/rc.conf && printf '%s\\n' '" + content + "' >> /etc/rc.conf")
 		}
 		set(`test_enable="NO"`)
 		h.replay(t, "sysrc/get")
@@ -183,10 +183,10 @@ func TestRecordedFormats(t *testing.T) {
 		h.replay(t, "sysrc/set-new")
 		set(`test_list="item1"`)
 		h.replay(t, "sysrc/append")
-		if got := h.must("grep '^test_list=' /etc/rc.conf"); got != "test_list=\"item1 item2\"\n" {
+		if got := h.Must("grep '^test_list=' /etc/rc.conf"); got != "test_list=\"item1 item2\"\n" {
 			t.Errorf("rc.conf after +=: %q", got)
 		}
-		vars, err := freebsd.ParseSysrc([]byte(h.must("sysrc test_list hostname")))
+		vars, err := freebsd.ParseSysrc([]byte(h.Must("sysrc test_list hostname")))
 		if err != nil || vars["test_list"] != "item1 item2" || vars["hostname"] == "" {
 			t.Errorf("sysrc get parsed to %v, %v", vars, err)
 		}
@@ -194,7 +194,7 @@ func TestRecordedFormats(t *testing.T) {
 
 	t.Run("service", func(t *testing.T) {
 		h := h.with(t)
-		h.must(`mkdir -p /usr/local/etc/rc.d && cat > /usr/local/etc/rc.d/nginx <<'EOF'
+		h.Must(`mkdir -p /usr/local/etc/rc.d && cat > /usr/local/etc/rc.d/nginx <<'EOF'
 #!/bin/sh
 # PROVIDE: nginx
 . /etc/rc.subr
@@ -224,7 +224,7 @@ chmod 755 /usr/local/etc/rc.d/nginx && sysrc nginx_enable=NO >/dev/null`)
 			t.Errorf("service nginx stop: exit %d %q", stop.exit, stop.stdout)
 		}
 		h.replay(t, "service/missing")
-		enabled := h.must("service -e")
+		enabled := h.Must("service -e")
 		if !strings.Contains(enabled, "/usr/local/etc/rc.d/nginx\n") {
 			t.Errorf("service -e: %q", enabled)
 		}
@@ -233,9 +233,9 @@ chmod 755 /usr/local/etc/rc.d/nginx && sysrc nginx_enable=NO >/dev/null`)
 				t.Errorf("service -e line %q is not an rc.d script", line)
 			}
 		}
-		h.must("sysrc jail_enable=YES >/dev/null")
+		h.Must("sysrc jail_enable=YES >/dev/null")
 		h.replay(t, "service/jail-start")
-		h.must("service jail stop www && sysrc jail_enable=NO >/dev/null")
+		h.Must("service jail stop www && sysrc jail_enable=NO >/dev/null")
 	})
 
 	t.Run("pkg", func(t *testing.T) {
@@ -246,7 +246,7 @@ chmod 755 /usr/local/etc/rc.d/nginx && sysrc nginx_enable=NO >/dev/null`)
 		h.replay(t, "pkg/install")
 		h.replay(t, "pkg/install-installed")
 		h.replay(t, "pkg/info-exists")
-		h.must("pkg install -y darkhttpd")
+		h.Must("pkg install -y darkhttpd")
 		got := h.replay(t, "pkg/info-all")
 		if pkgs, err := freebsd.ParsePkgInfo([]byte(got.stdout)); err != nil || len(pkgs) != 2 {
 			t.Errorf("pkg info parsed to %+v, %v", pkgs, err)
@@ -261,7 +261,7 @@ chmod 755 /usr/local/etc/rc.d/nginx && sysrc nginx_enable=NO >/dev/null`)
 		h := h.with(t)
 		h.replay(t, "bectl/create")
 		h.replay(t, "bectl/create-exists")
-		h.must("bectl create current")
+		h.Must("bectl create current")
 		h.replay(t, "bectl/activate-temporary")
 		bes := h.bectlList(t)
 		if !bes["current"].Temporary || !bes["default"].Active || !bes["default"].NextBoot {
@@ -280,7 +280,7 @@ chmod 755 /usr/local/etc/rc.d/nginx && sysrc nginx_enable=NO >/dev/null`)
 		if !bes["new"].NextBoot || bes["default"].NextBoot || !bes["default"].Active {
 			t.Errorf("after activate: %+v", bes)
 		}
-		if origin := h.must("zfs get -H -o value origin zroot/ROOT/new"); origin != "-\n" {
+		if origin := h.Must("zfs get -H -o value origin zroot/ROOT/new"); origin != "-\n" {
 			t.Errorf("activate left new a clone of %q (libbe promotes it)", origin)
 		}
 		h.replay(t, "bectl/activate-missing")
@@ -293,9 +293,9 @@ chmod 755 /usr/local/etc/rc.d/nginx && sysrc nginx_enable=NO >/dev/null`)
 		if bes := h.bectlList(t); bes["new"].Mountpoint != strings.TrimSpace(mount.stdout) {
 			t.Errorf("bectl list shows new mounted at %q, want %q", bes["new"].Mountpoint, mount.stdout)
 		}
-		h.must("test -x " + strings.TrimSpace(mount.stdout) + "/sbin/init")
+		h.Must("test -x " + strings.TrimSpace(mount.stdout) + "/sbin/init")
 		h.replay(t, "bectl/umount")
-		if got := h.must("zfs get -H -o value,source mountpoint zroot/ROOT/new"); got != "/\tlocal\n" {
+		if got := h.Must("zfs get -H -o value,source mountpoint zroot/ROOT/new"); got != "/\tlocal\n" {
 			t.Errorf("umount left the mountpoint at %q", got)
 		}
 		// Columns as recorded: both parse, with the same number of fields.
@@ -305,7 +305,7 @@ chmod 755 /usr/local/etc/rc.d/nginx && sysrc nginx_enable=NO >/dev/null`)
 				t.Errorf("%s: %v", name, err)
 			}
 		}
-		h.must("bectl destroy current")
+		h.Must("bectl destroy current")
 	})
 
 	t.Run("sysctl", func(t *testing.T) {
@@ -317,7 +317,7 @@ chmod 755 /usr/local/etc/rc.d/nginx && sysrc nginx_enable=NO >/dev/null`)
 		if _, err := freebsd.ParseBootID([]byte(fx.Output)); err != nil {
 			t.Error(err)
 		}
-		if _, err := freebsd.ParseBoottime([]byte(h.must("sysctl kern.boottime"))); err != nil {
+		if _, err := freebsd.ParseBoottime([]byte(h.Must("sysctl kern.boottime"))); err != nil {
 			t.Error(err)
 		}
 		h.replay(t, "sysctl/jailed")
@@ -327,7 +327,7 @@ chmod 755 /usr/local/etc/rc.d/nginx && sysrc nginx_enable=NO >/dev/null`)
 // bectlList parses `bectl list -H` into BEs by name.
 func (h *testHost) bectlList(t *testing.T) map[string]freebsd.BootEnv {
 	t.Helper()
-	bes, err := freebsd.ParseBectlList([]byte(h.must("bectl list -H")))
+	bes, err := freebsd.ParseBectlList([]byte(h.Must("bectl list -H")))
 	if err != nil {
 		t.Fatal(err)
 	}

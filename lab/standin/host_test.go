@@ -1,4 +1,4 @@
-package standin
+package standin_test
 
 import (
 	"context"
@@ -28,7 +28,7 @@ func get(url string) (string, error) {
 // base system's rc, and prepares its clone with darkhttpd serving NAME.
 func (h *testHost) jail(name, snap, ip string) {
 	h.t.Helper()
-	h.must(fmt.Sprintf(`set -e
+	h.Must(fmt.Sprintf(`set -e
 zfs clone %[2]s zroot/jails/%[1]s
 pkg -r /jails/%[1]s install -qy darkhttpd
 sysrc -q -R /jails/%[1]s darkhttpd_enable=YES
@@ -52,12 +52,12 @@ EOF`, name, snap, ip))
 // removing a jail takes its address, processes and mounts away.
 func TestJailsAreIsolatedAndReachable(t *testing.T) {
 	h := startHost(t)
-	snap := h.template()
+	snap := h.Template()
 	blue, green := addr(h.subnet, 60), addr(h.subnet, 61)
 	h.jail("blue", snap, blue)
 	h.jail("green", snap, green)
 	for _, j := range []string{"blue", "green"} {
-		if out := h.must("jail -f /etc/jail.conf.d/" + j + ".conf -c " + j); !strings.HasPrefix(out, j+": created\nStarting darkhttpd.\n") {
+		if out := h.Must("jail -f /etc/jail.conf.d/" + j + ".conf -c " + j); !strings.HasPrefix(out, j+": created\nStarting darkhttpd.\n") {
 			t.Fatalf("jail -c %s: %q", j, out)
 		}
 	}
@@ -65,18 +65,18 @@ func TestJailsAreIsolatedAndReachable(t *testing.T) {
 		if body, err := get("http://" + ip + "/"); err != nil || body != want {
 			t.Errorf("GET http://%s/ from the test: %q, %v; want %q", ip, body, err, want)
 		}
-		if body := h.must("busybox wget -q -O - http://" + ip + "/"); body != want {
+		if body := h.Must("busybox wget -q -O - http://" + ip + "/"); body != want {
 			t.Errorf("GET http://%s/ from the host: %q, want %q", ip, body, want)
 		}
 	}
-	if got := h.must("jexec blue hostname; jexec blue sh -c 'test -e /jails || echo chrooted'"); got != "blue\nchrooted\n" {
+	if got := h.Must("jexec blue hostname; jexec blue sh -c 'test -e /jails || echo chrooted'"); got != "blue\nchrooted\n" {
 		t.Errorf("inside blue: %q", got)
 	}
-	if got := h.must("jexec green cat /usr/local/www/data/index.html"); got != "green\n" {
+	if got := h.Must("jexec green cat /usr/local/www/data/index.html"); got != "green\n" {
 		t.Errorf("green's root: %q", got)
 	}
 
-	h.must("jail -q -f /etc/jail.conf.d/blue.conf -r blue")
+	h.Must("jail -q -f /etc/jail.conf.d/blue.conf -r blue")
 	if _, err := get("http://" + blue + "/"); err == nil {
 		t.Error("blue's address still answers after jail -r")
 	}
@@ -86,14 +86,14 @@ func TestJailsAreIsolatedAndReachable(t *testing.T) {
 	if got := h.run("jls -j blue").exit; got != 1 {
 		t.Errorf("jls -j blue after jail -r: exit %d", got)
 	}
-	if got := h.must("grep -c /jails/blue/ /proc/mounts || true; ip neigh show proxy"); strings.Contains(got, blue) || got[:2] != "0\n" {
+	if got := h.Must("grep -c /jails/blue/ /proc/mounts || true; ip neigh show proxy"); strings.Contains(got, blue) || got[:2] != "0\n" {
 		t.Errorf("blue left mounts or its proxy ARP entry: %q", got)
 	}
 	// zfs-fuse lets go of the dataset a moment after its last file closes.
-	h.must("for i in $(seq 100); do zfs destroy zroot/jails/blue 2>/dev/null && exit 0; sync; sleep 0.1; done; zfs destroy zroot/jails/blue")
+	h.Must("for i in $(seq 100); do zfs destroy zroot/jails/blue 2>/dev/null && exit 0; sync; sleep 0.1; done; zfs destroy zroot/jails/blue")
 
 	// A jail without persist ends with its last process.
-	if out := h.must("jail -c name=once path=/jails/green command=/bin/echo hi; jls name"); out != "once: created\nhi\ngreen\n" {
+	if out := h.Must("jail -c name=once path=/jails/green command=/bin/echo hi; jls name"); out != "once: created\nhi\ngreen\n" {
 		t.Errorf("a command jail: %q", out)
 	}
 }
@@ -107,7 +107,7 @@ func TestRebootAndBootEnvironments(t *testing.T) {
 	defer cancel()
 	sh := func(cmd string) string {
 		t.Helper()
-		out, err := h.ssh(cmd)
+		out, err := h.SSH(cmd)
 		if err != nil {
 			t.Fatalf("ssh %s: %v\n%s", cmd, err, out)
 		}
@@ -152,7 +152,7 @@ func TestRebootAndBootEnvironments(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	snap := h.template()
+	snap := h.Template()
 	h.jail("www", snap, addr(h.subnet, 70))
 	sh("echo kept > /jails/www/root/note && sysrc -q jail_enable=YES jail_list=www")
 	sh("bectl create new && bectl activate -t new")

@@ -35,7 +35,9 @@ type Host struct {
 	KeyFile    string // root's private key, for the inventory's ssh_key
 	KnownHosts string // a known_hosts file that pins its host key
 
-	t testing.TB
+	t      testing.TB
+	client ssh.Signer
+	hostPK ssh.PublicKey
 }
 
 // Start boots a stand-in host on a fresh docker network. prefix names its
@@ -103,7 +105,7 @@ func Start(t testing.TB, prefix string) *Host {
 		}
 		h.Remove(context.Background())
 	})
-	return &Host{Host: h, Subnet: subnet, KeyFile: keyFile, KnownHosts: knownHosts, t: t}
+	return &Host{Host: h, Subnet: subnet, KeyFile: keyFile, KnownHosts: knownHosts, t: t, client: client, hostPK: hostPK}
 }
 
 // makeNetwork creates a bridge network on a free /24 of 172.30.0.0/16.
@@ -128,6 +130,35 @@ func Addr(subnet netip.Prefix, n int) string {
 	b := subnet.Addr().As4()
 	b[3] = byte(n)
 	return netip.AddrFrom4(b).String()
+}
+
+// With returns h reporting to t (a subtest).
+func (h *Host) With(t testing.TB) *Host {
+	c := *h
+	c.t = t
+	return &c
+}
+
+// SSH runs cmd on the host over SSH as root, checking its pinned host key,
+// and returns its combined output.
+func (h *Host) SSH(cmd string) (string, error) {
+	c, err := ssh.Dial("tcp", h.Address+":22", &ssh.ClientConfig{
+		User:            "root",
+		Auth:            []ssh.AuthMethod{ssh.PublicKeys(h.client)},
+		HostKeyCallback: ssh.FixedHostKey(h.hostPK),
+		Timeout:         10 * time.Second,
+	})
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	s, err := c.NewSession()
+	if err != nil {
+		return "", err
+	}
+	defer s.Close()
+	out, err := s.CombinedOutput(cmd)
+	return string(out), err
 }
 
 // Must runs script on the host as root through docker exec and returns its
