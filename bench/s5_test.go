@@ -6,13 +6,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/orch-dev/orch/lab"
+	"github.com/orch-dev/orch/lab/labtest"
 	"github.com/orch-dev/orch/testkit/require"
 )
 
@@ -22,29 +20,13 @@ const serveCloudEnv = "ORCH_BENCH_TEST_SERVE_CLOUD"
 
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(serveCloudEnv); dir != "" {
-		os.Exit(serveCloud(dir))
+		if err := labtest.ServeCloud(dir); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	}
 	os.Exit(m.Run())
-}
-
-// serveCloud is the lab cloud of this binary; it ends when the test binary
-// that started it dies.
-func serveCloud(dir string) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	parent := os.Getppid()
-	ctx, cancel := context.WithCancel(ctx)
-	go func() {
-		for os.Getppid() == parent {
-			time.Sleep(time.Second)
-		}
-		cancel()
-	}()
-	if err := lab.ServeCloud(ctx, dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return 0
 }
 
 var s5Ansible = flag.Bool("bench.s5-ansible", false, "TestS5Role: also run plain Ansible's S5 (minutes on a loaded machine; the bench run checks every one of its runs too)")

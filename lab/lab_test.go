@@ -17,7 +17,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -33,6 +32,7 @@ import (
 	"github.com/orch-dev/orch/engine/conn/dockerconn"
 	"github.com/orch-dev/orch/lab"
 	"github.com/orch-dev/orch/lab/cloud"
+	"github.com/orch-dev/orch/lab/labtest"
 )
 
 // One lab serves every test in this binary: the first test that needs it
@@ -53,29 +53,13 @@ const testPrefix = "orch-labtest-"
 
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(serveCloudEnv); dir != "" {
-		os.Exit(serveCloud(dir))
+		if err := labtest.ServeCloud(dir); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	}
 	os.Exit(run(m))
-}
-
-// serveCloud is the cloud process of a test lab. It also ends when the test
-// binary that started it dies, so that a crashed test leaves no server.
-func serveCloud(dir string) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	parent := os.Getppid()
-	ctx, cancel := context.WithCancel(ctx)
-	go func() {
-		for os.Getppid() == parent {
-			time.Sleep(time.Second)
-		}
-		cancel()
-	}()
-	if err := lab.ServeCloud(ctx, dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return 0
 }
 
 func run(m *testing.M) int {

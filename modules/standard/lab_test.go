@@ -5,17 +5,16 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/orch-dev/orch/engine"
 	"github.com/orch-dev/orch/inventory"
 	"github.com/orch-dev/orch/lab"
+	"github.com/orch-dev/orch/lab/labtest"
 	_ "github.com/orch-dev/orch/modules/standard"
 	"github.com/orch-dev/orch/plan"
 	"github.com/orch-dev/orch/testkit/require"
@@ -38,29 +37,13 @@ const serveCloudEnv = "ORCH_STANDARD_TEST_SERVE_CLOUD"
 
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(serveCloudEnv); dir != "" {
-		os.Exit(serveCloud(dir))
+		if err := labtest.ServeCloud(dir); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	}
 	os.Exit(run(m))
-}
-
-// serveCloud is the lab cloud of this binary; it ends when the test binary
-// that started it dies.
-func serveCloud(dir string) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	parent := os.Getppid()
-	ctx, cancel := context.WithCancel(ctx)
-	go func() {
-		for os.Getppid() == parent {
-			time.Sleep(time.Second)
-		}
-		cancel()
-	}()
-	if err := lab.ServeCloud(ctx, dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return 0
 }
 
 func run(m *testing.M) int {
