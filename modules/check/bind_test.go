@@ -1,7 +1,6 @@
 package check
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"os"
@@ -9,13 +8,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
 
+	"github.com/orch-dev/orch/testkit/proctest"
 	"github.com/orch-dev/orch/testkit/require"
 )
 
@@ -28,25 +27,7 @@ type bind struct {
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when named exits
 	serial int
-	log    *syncBuffer
-}
-
-// syncBuffer collects a process's output while a test may read it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	log    *proctest.Output
 }
 
 const namedPath = "/usr/sbin/named"
@@ -58,7 +39,7 @@ func startBind(t *testing.T, records string) *bind {
 	if _, err := os.Stat(namedPath); err != nil {
 		require.Missing(t, "BIND is not installed (apt-get install bind9): "+err.Error())
 	}
-	b := &bind{t: t, dir: t.TempDir(), addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t))), log: new(syncBuffer), exited: make(chan struct{})}
+	b := &bind{t: t, dir: t.TempDir(), addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t))), log: new(proctest.Output), exited: make(chan struct{})}
 	_, port, _ := net.SplitHostPort(b.addr)
 	conf := fmt.Sprintf(`options {
 	directory "%[1]s";

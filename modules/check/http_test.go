@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/orch-dev/orch/modules"
+	"github.com/orch-dev/orch/testkit/proctest"
 	"github.com/orch-dev/orch/testkit/require"
 )
 
@@ -150,7 +151,7 @@ http {
 		}
 	}
 	cmd := exec.Command(bin, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"))
-	var log syncBuffer
+	var log proctest.Output
 	cmd.Stdout, cmd.Stderr = &log, &log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package haproxy
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -10,10 +9,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/orch-dev/orch/testkit/proctest"
 	"github.com/orch-dev/orch/testkit/require"
 )
 
@@ -27,24 +26,7 @@ type lb struct {
 	front        string // 127.0.0.1:PORT of the frontend
 	cmd          *exec.Cmd
 	exited       chan struct{}
-	log          *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	log          *proctest.Output
 }
 
 func needHAProxy(t *testing.T) {
@@ -93,7 +75,7 @@ func startLB(t *testing.T, backendBody string) *lb {
 	dir := t.TempDir()
 	h := &lb{t: t, dir: dir, cfg: filepath.Join(dir, "haproxy.cfg"), sock: filepath.Join(dir, "admin.sock"),
 		master: filepath.Join(dir, "master.sock"), front: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-		exited: make(chan struct{}), log: new(syncBuffer)}
+		exited: make(chan struct{}), log: new(proctest.Output)}
 	conf := fmt.Sprintf(`global
     stats socket %s mode 600 level admin
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/orch-dev/orch/lab"
 	"github.com/orch-dev/orch/testkit/localrun"
+	"github.com/orch-dev/orch/testkit/proctest"
 	"github.com/orch-dev/orch/testkit/require"
 	"github.com/orch-dev/orch/testkit/traffic"
 )
@@ -43,7 +44,7 @@ zone "example.test" { type primary; file "%[1]s/zone"; };
 	zone := fmt.Sprintf("$TTL 60\n$ORIGIN example.test.\n@ IN SOA ns1 hostmaster 1 3600 600 86400 60\n@ IN NS ns1\nns1 IN A 127.0.0.1\nwww IN A %s\nwhich IN TXT %q\n", lab.ProbeValue, name)
 	os.WriteFile(filepath.Join(dir, "named.conf"), []byte(conf), 0o644)
 	os.WriteFile(filepath.Join(dir, "zone"), []byte(zone), 0o644)
-	log := new(syncBuffer)
+	log := new(proctest.Output)
 	cmd := exec.Command(named, "-g", "-4", "-n", "1", "-c", filepath.Join(dir, "named.conf"))
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {

@@ -1,7 +1,6 @@
 package nginx
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -10,29 +9,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/orch-dev/orch/testkit/proctest"
 	"github.com/orch-dev/orch/testkit/require"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // server is a real nginx started by a test from files in its directory.
 type server struct {
@@ -41,7 +23,7 @@ type server struct {
 	conf   string
 	cmd    *exec.Cmd
 	exited chan struct{}
-	log    *syncBuffer
+	log    *proctest.Output
 }
 
 // startNginx writes files (relative to a fresh directory; "DIR" in their
@@ -54,7 +36,7 @@ func startNginx(t *testing.T, files map[string]string) *server {
 	if os.Geteuid() != 0 {
 		require.Missing(t, "nginx tests run as root (nginx -t reads what the master would)")
 	}
-	s := &server{t: t, dir: t.TempDir(), exited: make(chan struct{}), log: new(syncBuffer)}
+	s := &server{t: t, dir: t.TempDir(), exited: make(chan struct{}), log: new(proctest.Output)}
 	os.Chmod(s.dir, 0o755)
 	s.conf = filepath.Join(s.dir, "nginx.conf")
 	for name, content := range files {
