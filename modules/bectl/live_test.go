@@ -3,8 +3,6 @@ package bectl_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +12,7 @@ import (
 	"github.com/orch-dev/orch/inventory"
 	"github.com/orch-dev/orch/lab/standin/standintest"
 	_ "github.com/orch-dev/orch/modules/standard"
-	"github.com/orch-dev/orch/plan"
+	"github.com/orch-dev/orch/testkit/localrun"
 )
 
 // host is a stand-in host and an inventory that reaches it as root over
@@ -68,30 +66,16 @@ func (r result) String() string {
 // run applies role (a role function's body) to the stand-in over SSH.
 func run(t *testing.T, h *host, role string, check bool) result {
 	t.Helper()
-	dir := t.TempDir()
 	var body []string
 	for _, l := range strings.Split(strings.TrimSpace(role), "\n") {
 		body = append(body, "    "+strings.TrimSpace(l))
 	}
 	src := "def role(h):\n" + strings.Join(body, "\n") + "\ndef main(ctx):\n    ctx.apply(\"freebsd\", role)\n"
-	file := filepath.Join(dir, "plan.star")
-	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p, err := plan.Load(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
 	var res result
-	res.rep, res.err = engine.Run(ctx, p, h.inv, engine.Options{
-		Check:    check,
-		Diff:     true,
-		StateDir: t.TempDir(),
-		SSH:      engine.SSHOptions{KnownHosts: []string{h.KnownHosts}, HostKeyCheck: "strict", NoSSHConfig: true},
-		OnEvent:  func(e engine.Event) { res.events = append(res.events, e) },
+	res.rep, res.events, res.err = localrun.RunPlan(t, src, h.inv, engine.Options{
+		Check: check,
+		Diff:  true,
+		SSH:   engine.SSHOptions{KnownHosts: []string{h.KnownHosts}, HostKeyCheck: "strict", NoSSHConfig: true},
 	})
 	if res.rep == nil {
 		t.Fatalf("no report: %v", res.err)

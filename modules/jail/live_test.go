@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,41 +17,26 @@ import (
 	"github.com/orch-dev/orch/modules"
 	"github.com/orch-dev/orch/modules/jail"
 	_ "github.com/orch-dev/orch/modules/standard"
-	"github.com/orch-dev/orch/plan"
+	"github.com/orch-dev/orch/testkit/localrun"
 )
 
 // runPlan runs src against the stand-in host over SSH and returns the
 // summary and the task events.
 func runPlan(t *testing.T, h *standintest.Host, src string, check bool) (engine.Summary, []engine.Event) {
 	t.Helper()
-	dir := t.TempDir()
-	file := filepath.Join(dir, "plan.star")
-	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	inv := inventory.New()
 	if err := inv.Add(&inventory.Host{Name: "bsd1", Address: h.Address, User: "root", Key: h.KeyFile, Groups: []string{"freebsd"},
 		Vars: map[string]any{"jail_ip": standintest.Addr(h.Subnet, 60)}}); err != nil {
 		t.Fatal(err)
 	}
-	p, err := plan.Load(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	var mu sync.Mutex
+	rep, all, err := localrun.RunPlan(t, src, inv, engine.Options{Check: check, Diff: true,
+		SSH: engine.SSHOptions{KnownHosts: []string{h.KnownHosts}, HostKeyCheck: "strict", NoSSHConfig: true}})
 	var events []engine.Event
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	rep, err := engine.Run(ctx, p, inv, engine.Options{Check: check, Diff: true, StateDir: dir,
-		SSH: engine.SSHOptions{KnownHosts: []string{h.KnownHosts}, HostKeyCheck: "strict", NoSSHConfig: true},
-		OnEvent: func(e engine.Event) {
-			mu.Lock()
-			defer mu.Unlock()
-			if e.Event == "task" {
-				events = append(events, e)
-			}
-		}})
+	for _, e := range all {
+		if e.Event == "task" {
+			events = append(events, e)
+		}
+	}
 	if err != nil {
 		t.Fatalf("run: %v%s", err, tasks(events))
 	}

@@ -1,16 +1,12 @@
 package zfs
 
 import (
-	"context"
 	"fmt"
-	"os"
-	"path/filepath"
-	"sync"
 	"testing"
 
 	"github.com/orch-dev/orch/engine"
 	"github.com/orch-dev/orch/inventory"
-	"github.com/orch-dev/orch/plan"
+	"github.com/orch-dev/orch/testkit/localrun"
 	"github.com/orch-dev/orch/testkit/sshdtest"
 	"github.com/orch-dev/orch/testkit/zfstest"
 )
@@ -26,29 +22,17 @@ func TestOverSSH(t *testing.T) {
 	if err := inv.Add(&inventory.Host{Name: h.Name, Address: h.IP, Port: h.Port, User: fleet.User, Key: fleet.ClientKey}); err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	planFile := filepath.Join(dir, "plan.star")
+	dir := t.TempDir() // one state dir for both runs, as for an operator's
 	ds := p.Name + "/ssh"
 	src := role(
 		fmt.Sprintf(`zfs.dataset(name = %q, properties = {"quota": "512M"})`, ds),
 		fmt.Sprintf(`zfs.snapshot(name = %q)`, ds+"@a"),
 		fmt.Sprintf(`zfs.clone(snapshot = %q, name = %q)`, ds+"@a", ds+"-a"),
 	)
-	if err := os.WriteFile(planFile, []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	runOnce := func(what string, changed int, exchanges int64) {
 		t.Helper()
-		pl, err := plan.Load(planFile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer pl.Close()
-		var mu sync.Mutex
-		var events []engine.Event
-		rep, err := engine.Run(context.Background(), pl, inv, engine.Options{StateDir: dir,
-			SSH:     engine.SSHOptions{KnownHosts: []string{fleet.KnownHosts}, HostKeyCheck: "strict", NoSSHConfig: true},
-			OnEvent: func(e engine.Event) { mu.Lock(); events = append(events, e); mu.Unlock() }})
+		rep, events, err := localrun.RunPlan(t, src, inv, engine.Options{StateDir: dir,
+			SSH: engine.SSHOptions{KnownHosts: []string{fleet.KnownHosts}, HostKeyCheck: "strict", NoSSHConfig: true}})
 		if err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}

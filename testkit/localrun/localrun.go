@@ -1,6 +1,7 @@
-// Package localrun runs a plan's source through the engine against this
-// machine (one host, "local", over the local connection), so that module
-// tests can assert what changed and in how many exchanges.
+// Package localrun runs a plan's source through the engine in the test's
+// own process, against this machine (Run: one host, "local", over the
+// local connection) or a given inventory (RunPlan), so that module tests
+// can assert what changed and in how many exchanges.
 package localrun
 
 import (
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/orch-dev/orch/engine"
 	"github.com/orch-dev/orch/inventory"
@@ -22,13 +24,23 @@ import (
 // and the run's error.
 func Run(t testing.TB, src string, check bool) (engine.Summary, []engine.Event, error) {
 	t.Helper()
+	inv := inventory.New()
+	if err := inv.Add(&inventory.Host{Name: "local", Address: "localhost", Connection: "local"}); err != nil {
+		t.Fatal(err)
+	}
+	rep, events, err := RunPlan(t, src, inv, engine.Options{Check: check, Diff: true})
+	return rep.Summary, events, err
+}
+
+// RunPlan runs src against inv with opts, in this process, within five
+// minutes: the plan is written to a temporary directory, which is also the
+// run's state dir unless opts names one, and every event is collected (and
+// passed on to opts.OnEvent, if set).
+func RunPlan(t testing.TB, src string, inv *inventory.Inventory, opts engine.Options) (*engine.Report, []engine.Event, error) {
+	t.Helper()
 	dir := t.TempDir()
 	planFile := filepath.Join(dir, "plan.star")
 	if err := os.WriteFile(planFile, []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	inv := inventory.New()
-	if err := inv.Add(&inventory.Host{Name: "local", Address: "localhost", Connection: "local"}); err != nil {
 		t.Fatal(err)
 	}
 	p, err := plan.Load(planFile)
@@ -36,14 +48,26 @@ func Run(t testing.TB, src string, check bool) (engine.Summary, []engine.Event, 
 		t.Fatal(err)
 	}
 	defer p.Close()
+	if opts.StateDir == "" {
+		opts.StateDir = dir
+	}
 	var mu sync.Mutex
 	var events []engine.Event
-	rep, err := engine.Run(context.Background(), p, inv, engine.Options{Check: check, Diff: true, StateDir: dir, OnEvent: func(e engine.Event) {
+	pass := opts.OnEvent
+	opts.OnEvent = func(e engine.Event) {
 		mu.Lock()
 		events = append(events, e)
 		mu.Unlock()
-	}})
-	return rep.Summary, events, err
+		if pass != nil {
+			pass(e)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	rep, err := engine.Run(ctx, p, inv, opts)
+	mu.Lock()
+	defer mu.Unlock()
+	return rep, events, err
 }
 
 // MustRun is Run for a run that must succeed.
@@ -61,7 +85,7 @@ func Tasks(events []engine.Event) string {
 	var b strings.Builder
 	for _, e := range events {
 		if e.Event == "task" {
-			fmt.Fprintf(&b, "\n  %s %s: %s %s", e.Task, e.Status, e.Msg, strings.TrimSpace(e.Output))
+			fmt.Fprintf(&b, "\n  %s %s %s: %s %s", e.Host, e.Task, e.Status, e.Msg, strings.TrimSpace(e.Output))
 		}
 	}
 	return b.String()

@@ -5,11 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/orch-dev/orch/engine"
 	"github.com/orch-dev/orch/engine/conn"
@@ -18,7 +15,7 @@ import (
 	"github.com/orch-dev/orch/inventory"
 	"github.com/orch-dev/orch/lab/standin/standintest"
 	_ "github.com/orch-dev/orch/modules/standard"
-	"github.com/orch-dev/orch/plan"
+	"github.com/orch-dev/orch/testkit/localrun"
 )
 
 // startJail boots a stand-in host with one persistent jail, app, cloned
@@ -46,38 +43,8 @@ func inv(t *testing.T, h *standintest.Host) *inventory.Inventory {
 
 func run(t *testing.T, h *standintest.Host, src string) (*engine.Report, []engine.Event, error) {
 	t.Helper()
-	dir := t.TempDir()
-	file := filepath.Join(dir, "plan.star")
-	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p, err := plan.Load(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	var mu sync.Mutex
-	var events []engine.Event
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	rep, err := engine.Run(ctx, p, inv(t, h), engine.Options{StateDir: dir,
-		SSH: engine.SSHOptions{KnownHosts: []string{h.KnownHosts}, HostKeyCheck: "strict", NoSSHConfig: true},
-		OnEvent: func(e engine.Event) {
-			mu.Lock()
-			defer mu.Unlock()
-			events = append(events, e)
-		}})
-	return rep, events, err
-}
-
-func tasks(events []engine.Event) string {
-	var b strings.Builder
-	for _, e := range events {
-		if e.Event == "task" {
-			fmt.Fprintf(&b, "\n  %s %s %s: %s %s", e.Host, e.Task, e.Status, e.Msg, strings.TrimSpace(e.Output))
-		}
-	}
-	return b.String()
+	return localrun.RunPlan(t, src, inv(t, h), engine.Options{
+		SSH: engine.SSHOptions{KnownHosts: []string{h.KnownHosts}, HostKeyCheck: "strict", NoSSHConfig: true}})
 }
 
 const rolePlan = `
@@ -101,7 +68,7 @@ func TestRoleInsideJail(t *testing.T) {
 
 	rep, ev, err := run(t, h, rolePlan)
 	if err != nil || rep.Summary.TasksChanged != 3 {
-		t.Fatalf("first run: %v %+v%s", err, rep.Summary, tasks(ev))
+		t.Fatalf("first run: %v %+v%s", err, rep.Summary, localrun.Tasks(ev))
 	}
 	if got := h.Must("cat /jails/app/etc/motd /jails/app/tmp/ran-in"); got != "inside the jail\napp\n" {
 		t.Errorf("inside the jail: %q", got)
@@ -112,7 +79,7 @@ func TestRoleInsideJail(t *testing.T) {
 
 	rep, ev, err = run(t, h, rolePlan)
 	if err != nil || rep.Summary.TasksChanged != 0 {
-		t.Fatalf("rerun: %v %+v%s", err, rep.Summary, tasks(ev))
+		t.Fatalf("rerun: %v %+v%s", err, rep.Summary, localrun.Tasks(ev))
 	}
 	var app *engine.HostReport
 	for i := range rep.Hosts {
@@ -139,7 +106,7 @@ def main(ctx):
     ctx.apply("ghosts", role)
 `)
 	if err == nil {
-		t.Fatalf("a run against a jail that does not exist succeeded: %+v%s", rep.Summary, tasks(ev))
+		t.Fatalf("a run against a jail that does not exist succeeded: %+v%s", rep.Summary, localrun.Tasks(ev))
 	}
 	if rep.Summary.Unreachable != 1 || len(rep.Hosts) != 1 || !strings.Contains(rep.Hosts[0].Err, `jail "nosuch" on host bsd1: no such jail is running`) {
 		t.Errorf("%v\n%+v %+v", err, rep.Summary, rep.Hosts)
