@@ -119,12 +119,7 @@ func freebsdSetup() string {
 // lab's client key and the host key the lab keeps for its name, then sets
 // up its nginx.
 func (l *Lab) createStandin(ctx context.Context, h defaultHost) error {
-	keyPath := filepath.Join(l.dir, hostKeysDir, h.name)
-	signer, err := ensureKey(keyPath, "root@"+h.name)
-	if err != nil {
-		return err
-	}
-	priv, err := os.ReadFile(keyPath)
+	signer, priv, err := l.hostKey(h.name)
 	if err != nil {
 		return err
 	}

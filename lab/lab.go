@@ -631,12 +631,7 @@ func parallel[T any](items []T, fn func(T) error) error {
 // createDefault creates and boots a default host with the host key the lab
 // keeps for its name.
 func (l *Lab) createDefault(ctx context.Context, h defaultHost, s *seed) error {
-	keyPath := filepath.Join(l.dir, hostKeysDir, h.name)
-	signer, err := ensureKey(keyPath, "root@"+h.name)
-	if err != nil {
-		return err
-	}
-	priv, err := os.ReadFile(keyPath)
+	signer, priv, err := l.hostKey(h.name)
 	if err != nil {
 		return err
 	}
@@ -657,6 +652,18 @@ func (l *Lab) createDefault(ctx context.Context, h defaultHost, s *seed) error {
 		return fmt.Errorf("%s: %w", h.name, err)
 	}
 	return nil
+}
+
+// hostKey is the host key the lab keeps for the default host name (made
+// on first use), as a signer and as the private key file's contents.
+func (l *Lab) hostKey(name string) (ssh.Signer, []byte, error) {
+	keyPath := filepath.Join(l.dir, hostKeysDir, name)
+	signer, err := ensureKey(keyPath, "root@"+name)
+	if err != nil {
+		return nil, nil, err
+	}
+	priv, err := os.ReadFile(keyPath)
+	return signer, priv, err
 }
 
 // recordHostKeys sets addr's entries in the lab known_hosts.

@@ -76,16 +76,7 @@ bectl destroy -o broken`)
 		}
 		m := map[string]string{}
 		for _, be := range bes {
-			f := ""
-			for c, on := range map[string]bool{"N": be.Active, "R": be.NextBoot, "T": be.Temporary} {
-				if on {
-					f += c
-				}
-			}
-			if f == "NR" || f == "RN" {
-				f = "NR"
-			}
-			m[be.Name] = f
+			m[be.Name] = be.Flags()
 		}
 		return m
 	}

@@ -110,6 +110,22 @@ type BootEnv struct {
 	Created    string `json:"created"`              // "YYYY-MM-DD HH:MM", local time
 }
 
+// Flags are the BE's letters of bectl's Active column, "NRT" or fewer; ""
+// when it has none (bectl prints "-").
+func (b BootEnv) Flags() string {
+	f := ""
+	if b.Active {
+		f += "N"
+	}
+	if b.NextBoot {
+		f += "R"
+	}
+	if b.Temporary {
+		f += "T"
+	}
+	return f
+}
+
 var spaceRE = regexp.MustCompile(`^[0-9]+(\.[0-9]+)?[KMGTPE]?$`)
 
 // ParseBectlList reads `bectl list -H`: five tab-separated columns.

@@ -125,13 +125,7 @@ func TestRebootAndBootEnvironments(t *testing.T) {
 		t.Helper()
 		m := map[string]string{}
 		for _, be := range h.bectlList(t) {
-			f := ""
-			for c, on := range map[string]bool{"N": be.Active, "R": be.NextBoot, "T": be.Temporary} {
-				if on {
-					f += c
-				}
-			}
-			m[be.Name] = f
+			m[be.Name] = be.Flags()
 		}
 		return m
 	}

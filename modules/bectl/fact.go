@@ -100,20 +100,10 @@ func (fact) Parse(out []byte, keys []string) (map[string]any, error) {
 
 // flagsOf is a BE's Active column as bectl prints it.
 func flagsOf(be freebsd.BootEnv) string {
-	f := ""
-	if be.Active {
-		f += "N"
+	if f := be.Flags(); f != "" {
+		return f
 	}
-	if be.NextBoot {
-		f += "R"
-	}
-	if be.Temporary {
-		f += "T"
-	}
-	if f == "" {
-		f = "-"
-	}
-	return f
+	return "-"
 }
 
 type section struct {

@@ -93,17 +93,7 @@ func flags(t *testing.T, h *host) map[string]string {
 	}
 	m := map[string]string{}
 	for _, be := range bes {
-		f := ""
-		if be.Active {
-			f += "N"
-		}
-		if be.NextBoot {
-			f += "R"
-		}
-		if be.Temporary {
-			f += "T"
-		}
-		m[be.Name] = f
+		m[be.Name] = be.Flags()
 	}
 	return m
 }
