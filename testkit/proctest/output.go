@@ -12,12 +12,14 @@ type Output struct {
 	b  bytes.Buffer
 }
 
+// Write appends p, as the process writes it.
 func (o *Output) Write(p []byte) (int, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.b.Write(p)
 }
 
+// String is everything written so far.
 func (o *Output) String() string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
