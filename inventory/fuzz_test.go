@@ -106,8 +106,10 @@ func relist(inv *Inventory) ([]byte, error) {
 				groups = append(groups, g)
 			}
 		}
-		name, err := json.Marshal(h.Name)
-		if err != nil {
+		var name bytes.Buffer // a key as short as JSON allows: no HTML escapes
+		enc := json.NewEncoder(&name)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(h.Name); err != nil {
 			return nil, err
 		}
 		body, err := json.Marshal(listedHost{h.Address, h.Port, h.User, h.Key, h.Connection, groups, h.Vars})
@@ -118,7 +120,7 @@ func relist(inv *Inventory) ([]byte, error) {
 			b.WriteString(",")
 		}
 		b.WriteString("\n  ")
-		b.Write(name)
+		b.Write(bytes.TrimSuffix(name.Bytes(), []byte("\n")))
 		b.WriteString(": ")
 		b.Write(body)
 	}

@@ -297,10 +297,22 @@ func describe(v any) string {
 	return fmt.Sprint(v)
 }
 
-// checkName rejects names that could not be matched by a host pattern.
+// maxNameLen is the longest host or group name, in bytes: a DNS name has
+// at most 253.
+const maxNameLen = 255
+
+// checkName rejects names that could not be matched by a host pattern, or
+// listed and read back.
 func checkName(kind, name string) error {
 	if name == "" {
 		return fmt.Errorf("%s name is empty", kind)
+	}
+	// YAML limits a mapping key to 1024 characters, quotes and escapes
+	// included (PyYAML, and so Ansible, too): a name much longer than any
+	// DNS name could not be written to a YAML or JSON inventory, orch's
+	// listing included, and read back.
+	if len(name) > maxNameLen {
+		return fmt.Errorf("%s name %.40q… is %d bytes long; at most %d", kind, name, len(name), maxNameLen)
 	}
 	if strings.ContainsAny(name, " \t\r\n,") {
 		return fmt.Errorf("%s name %q contains a space or comma", kind, name)
