@@ -17,6 +17,12 @@ elif command -v sha256 >/dev/null 2>&1; then _orch_sha256() { sha256 -r "$@"; }
 else _orch_sha256() { openssl dgst -sha256 -r "$@"; }; fi
 if stat -c %a / >/dev/null 2>&1; then _orch_statall() { stat -c '%f %u %g %U %G %n' "$@"; }
 else _orch_statall() { stat -f '%Xp %u %g %Su %Sg %N' "$@"; }; fi
+_orch_statsome() { # stats the arguments that exist, in order: none, no process
+  _orch_n=$#
+  for p; do if [ -e "$p" ] || [ -L "$p" ]; then set -- "$@" "$p"; fi; done
+  shift "$_orch_n"
+  if [ $# -gt 0 ]; then _orch_statall "$@"; fi
+}
 _orch_hashall() { # hashes the arguments that are regular files, in order
   _orch_n=$#
   for p; do if [ -f "$p" ] && [ ! -L "$p" ]; then set -- "$@" "$p"; fi; done
@@ -28,6 +34,10 @@ _orch_b64d() {
 }
 _orch_b64e() {
   if command -v base64 >/dev/null 2>&1; then base64 < "$1"; else b64encode -r - < "$1"; fi
+}
+_orch_werr() { # $1's write failed: printf says only "I/O error"; cat, adding one byte, says why ("No space left on device")
+  if [ -f "$1" ] && [ ! -L "$1" ]; then printf x | cat >> "$1"; fi
+  exit 1
 }
 _orch_mvlink() { # renames link $1 over $2, even when $2 is a link to a directory
   if mv --version >/dev/null 2>&1; then mv -Tf "$1" "$2"; else mv -hf "$1" "$2"; fi

@@ -379,13 +379,29 @@ func (f *File) writeScript(ft facts) (string, *modules.Upload) {
 	// dash runs no EXIT trap when a signal kills it, so trap those too;
 	// PIPE as well: once the session is gone, dash's own "Terminated"
 	// notice for a validator the watchdog ended would kill it unawares.
-	b.WriteString("trap 'rm -f \"$t\"' EXIT\ntrap 'rm -f \"$t\"; exit 1' HUP INT TERM PIPE\nset -C\n")
-	// base64 rather than the printf builtin: any bytes travel, and a full
-	// disk is reported as such ("No space left on device"), not "I/O error".
-	b.WriteString("_orch_b64d > \"$t\" <<'ORCH_EOF'\n")
-	b.WriteString(base64Lines(f.data))
-	b.WriteString("ORCH_EOF\nset +C\n")
-	fmt.Fprintf(&b, "chmod %04o \"$t\"\n", mode)
+	b.WriteString("trap 'rm -f \"$t\"' EXIT\ntrap 'rm -f \"$t\"; exit 1' HUP INT TERM PIPE\n")
+	// A file without x or special bits is created with its mode under a
+	// umask, which spares a chmod process, unless an ACL may override the
+	// umask. The umask stays set for the rest of the task's own subshell.
+	byUmask := ft.UmaskApplies && mode&^0o666 == 0
+	if byUmask {
+		fmt.Fprintf(&b, "umask %04o\n", 0o777&^mode)
+	}
+	b.WriteString("set -C\n")
+	if bytes.IndexByte(f.data, 0) < 0 {
+		// The printf builtin spares a base64 process; the sh word holds
+		// any bytes but NUL. dash's printf reports a full disk as "I/O
+		// error": _orch_werr finds out the real reason.
+		fmt.Fprintf(&b, "printf %%s %s > \"$t\" || _orch_werr \"$t\"\n", modules.Quote(string(f.data)))
+	} else {
+		b.WriteString("_orch_b64d > \"$t\" <<'ORCH_EOF'\n")
+		b.WriteString(base64Lines(f.data))
+		b.WriteString("ORCH_EOF\n")
+	}
+	b.WriteString("set +C\n")
+	if !byUmask {
+		fmt.Fprintf(&b, "chmod %04o \"$t\"\n", mode)
+	}
 	b.WriteString(f.keepOwner(ft))
 	b.WriteString(f.validateLine())
 	fmt.Fprintf(&b, "mv -f \"$t\" %s\ntrap - EXIT HUP INT TERM PIPE\n", p)

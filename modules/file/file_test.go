@@ -228,9 +228,15 @@ func TestCheckFromFacts(t *testing.T) {
 		{"up to date", File{Path: "/etc/motd", Content: str("hello\n")}, file(0o644, "root", "root", helloSum),
 			false, "/etc/motd is up to date", nil, ""},
 		{"content differs", File{Path: "/etc/motd", Content: str("hello\n")}, file(0o640, "root", "adm", strings.Repeat("0", 64)),
-			true, "update /etc/motd (6 bytes)", []string{`t=/etc/.orch.motd."$ORCH_M"`, "set -C\n_orch_b64d > \"$t\" <<'ORCH_EOF'\naGVsbG8K\nORCH_EOF\nset +C", "chmod 0640", "chown 0:4", `mv -f "$t" /etc/motd`}, ""},
+			true, "update /etc/motd (6 bytes)", []string{`t=/etc/.orch.motd."$ORCH_M"`, "set -C\nprintf %s 'hello\n' > \"$t\" || _orch_werr \"$t\"\nset +C", "chmod 0640", "chown 0:4", `mv -f "$t" /etc/motd`}, ""},
 		{"create", File{Path: "/etc/motd", Content: str("hello\n")}, absent,
 			true, "create /etc/motd (6 bytes)", []string{"chmod 0644", `mv -f "$t" /etc/motd`}, ""},
+		{"create by umask", File{Path: "/etc/motd", Content: str("hello\n"), Mode: "0640"}, pathfact.State{Kind: "absent", UmaskApplies: true},
+			true, "create /etc/motd (6 bytes)", []string{"umask 0137\nset -C\nprintf", `mv -f "$t" /etc/motd`}, ""},
+		{"executable by chmod", File{Path: "/usr/local/bin/x", Content: str("#!/bin/sh\n"), Mode: "0755"}, pathfact.State{Kind: "absent", UmaskApplies: true},
+			true, "create /usr/local/bin/x (10 bytes)", []string{"chmod 0755"}, ""},
+		{"NUL by base64", File{Path: "/x", Content: str("a\x00b")}, absent,
+			true, "create /x (3 bytes)", []string{"_orch_b64d > \"$t\" <<'ORCH_EOF'\nYQBi\nORCH_EOF\n"}, ""},
 		{"mode only", File{Path: "/etc/motd", Content: str("hello\n"), Mode: "0600"}, file(0o644, "root", "root", helloSum),
 			true, "/etc/motd: mode 0644 -> 0600", []string{"chmod 0600 /etc/motd"}, ""},
 		{"owner only", File{Path: "/srv", State: "directory", Owner: "www"}, dir,
@@ -271,6 +277,9 @@ func TestCheckFromFacts(t *testing.T) {
 				if !strings.Contains(resp.Apply, want) {
 					t.Errorf("apply lacks %q:\n%s", want, resp.Apply)
 				}
+			}
+			if c.facts.UmaskApplies && strings.Contains(resp.Apply, "umask") == strings.Contains(resp.Apply, "chmod") {
+				t.Errorf("want exactly one of umask and chmod:\n%s", resp.Apply)
 			}
 		})
 	}

@@ -30,6 +30,14 @@ type State struct {
 	Sum    string `json:"sha256"` // hex SHA-256 of a regular file
 	Target string `json:"target"` // what a symlink points to
 
+	// UmaskApplies says that a file created beside the path gets its
+	// permission bits from the umask, so the file module can create it
+	// with its mode instead of running chmod. It is false when a directory
+	// the host's paths are created in (the nearest one that exists) shows
+	// an ACL, since a default ACL overrides the umask, and when that could
+	// not be told: the fact answers it once for all of a host's paths.
+	UmaskApplies bool `json:"-"`
+
 	stat string // the stat line the state was read from, for Recheck
 }
 
@@ -74,11 +82,15 @@ func (fact) Recheck(path string, value any) string {
 // the kernel's limit on arguments.
 const chunk = 256
 
-// Script prints four sections: "#stat", a line per existing path ("HEXMODE
+// Script prints five sections: "#stat", a line per existing path ("HEXMODE
 // UID GID OWNER GROUP PATH", lstat semantics); "#absent", the paths that do
 // not exist; "#sums", the sha256sum lines of the regular files; "#links",
-// each link's path and then its target. Paths are absolute and have no
-// newline (the file module ensures both).
+// each link's path and then its target; "#acl", the `ls -ld` lines of the
+// nearest existing directory above each path (a mode ending in "+" has an
+// ACL), or "?" when ls failed or may be one that shows no ACLs (BusyBox's,
+// which /bin/ls or /usr/bin/ls links to). Paths are absolute and have no
+// newline (the file module ensures both). Paths that do not exist cost no
+// stat process, so a first run's check of new files costs one ls alone.
 func (fact) Script(keys []string) string {
 	var b strings.Builder
 	each := func(body string) {
@@ -91,23 +103,39 @@ func (fact) Script(keys []string) string {
 		}
 	}
 	b.WriteString("echo '#stat'\n")
-	each(`_orch_statall "$@" 2>/dev/null`)
+	each(`_orch_statsome "$@" 2>/dev/null`)
 	b.WriteString("echo '#absent'\n")
 	each(`for p; do if [ ! -e "$p" ] && [ ! -L "$p" ]; then printf '%s\n' "$p"; fi; done`)
 	b.WriteString("echo '#sums'\n")
 	each(`_orch_hashall "$@"`)
 	b.WriteString("echo '#links'\n")
 	each(`for p; do if [ -L "$p" ]; then printf '%s\n' "$p"; readlink "$p"; fi; done`)
+	b.WriteString("echo '#acl'\nif [ -L /bin/ls ] || [ -L /usr/bin/ls ]; then echo '?'; fi\n")
+	each(aclScan)
 	return b.String()
 }
+
+// aclScan replaces the arguments with the nearest existing directory above
+// each (once per run of equal ones: a role's files share directories) and
+// lists them with one ls; -L, as creating a file follows a link.
+const aclScan = `_orch_n=$#; _orch_l=
+for p; do
+  _orch_d=${p%/*}
+  while [ -n "$_orch_d" ] && [ ! -d "$_orch_d" ]; do _orch_d=${_orch_d%/*}; done
+  _orch_d=${_orch_d:-/}
+  if [ "$_orch_d" != "$_orch_l" ]; then set -- "$@" "$_orch_d"; _orch_l=$_orch_d; fi
+done
+shift "$_orch_n"
+LC_ALL=C ls -ldL -- "$@" 2>/dev/null || echo '?'`
 
 // Parse reads the script's output; see Script. A path that is neither
 // stat-ed nor absent (it could not be read) is an error, not "absent".
 func (fact) Parse(out []byte, keys []string) (map[string]any, error) {
-	sections, err := split(string(out), "#stat", "#absent", "#sums", "#links")
+	sections, err := split(string(out), "#stat", "#absent", "#sums", "#links", "#acl")
 	if err != nil {
 		return nil, err
 	}
+	umask := umaskApplies(sections[4])
 	states := make(map[string]State, len(keys))
 	for _, line := range sections[0] {
 		f := strings.SplitN(line, " ", 6)
@@ -153,9 +181,23 @@ func (fact) Parse(out []byte, keys []string) (map[string]any, error) {
 		case st.Kind == "file" && st.Sum == "":
 			return nil, fmt.Errorf("path facts: no hash for %s (is it readable, and did it change while being read?)", k)
 		}
+		st.UmaskApplies = umask
 		res[k] = st
 	}
 	return res, nil
+}
+
+// umaskApplies reads the "#acl" lines: true when ls listed directories and
+// none shows an ACL ("drwxr-xr-x+"; GNU's "." for an SELinux context alone
+// is no ACL).
+func umaskApplies(lines []string) bool {
+	for _, l := range lines {
+		mode, _, _ := strings.Cut(l, " ")
+		if l == "?" || len(mode) < 10 || strings.HasSuffix(mode, "+") {
+			return false
+		}
+	}
+	return len(lines) > 0
 }
 
 // split cuts the output into the lines of each marked section, in order.

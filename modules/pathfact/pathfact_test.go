@@ -14,6 +14,9 @@ import (
 
 const helloSum = "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03" // sha256("hello\n")
 
+// gnuACL is an "#acl" section from GNU ls: directories without ACLs.
+const gnuACL = "#acl\ndrwxr-xr-x 2 root root 4096 Dec  1 16:07 /etc\ndrwxr-xr-x 2 root root 4096 Dec  1 16:07 /\n"
+
 // TestParseCaptured reads output captured from GNU coreutils and FreeBSD
 // (stat -f '%Xp %Su %Sg %N', sha256 -r).
 func TestParseCaptured(t *testing.T) {
@@ -26,7 +29,7 @@ func TestParseCaptured(t *testing.T) {
 	}{
 		{"gnu", []string{"/etc/motd", "/srv", "/cur", "/gone", "/a b"},
 			"#stat\n81a4 0 0 root root /etc/motd\n43ed 33 33 www www /srv\na1ff 0 0 root root /cur\n8180 0 4 root adm /a b\n" +
-				"#absent\n/gone\n#sums\n" + helloSum + "  /etc/motd\n" + strings.Repeat("a", 64) + "  /a b\n#links\n/cur\n/releases/7\n",
+				"#absent\n/gone\n#sums\n" + helloSum + "  /etc/motd\n" + strings.Repeat("a", 64) + "  /a b\n#links\n/cur\n/releases/7\n" + gnuACL,
 			map[string]any{
 				"/etc/motd": State{Kind: "file", Mode: 0o644, Owner: "root", Group: "root", Sum: helloSum},
 				"/srv":      State{Kind: "directory", Mode: 0o1755, UID: 33, GID: 33, Owner: "www", Group: "www"},
@@ -35,23 +38,23 @@ func TestParseCaptured(t *testing.T) {
 				"/a b":      State{Kind: "file", Mode: 0o600, GID: 4, Owner: "root", Group: "adm", Sum: strings.Repeat("a", 64)},
 			}, ""},
 		{"freebsd", []string{"/usr/local/etc/nginx/nginx.conf", "/var/run/s"},
-			"#stat\n81a4 0 0 root wheel /usr/local/etc/nginx/nginx.conf\nc1ed 0 0 root wheel /var/run/s\n#absent\n#sums\n" + helloSum + " /usr/local/etc/nginx/nginx.conf\n#links\n",
+			"#stat\n81a4 0 0 root wheel /usr/local/etc/nginx/nginx.conf\nc1ed 0 0 root wheel /var/run/s\n#absent\n#sums\n" + helloSum + " /usr/local/etc/nginx/nginx.conf\n#links\n#acl\ndrwxr-xr-x  23 root wheel 47 Nov 28 09:12 /usr/local/etc/nginx\ndrwxr-xr-x  17 root wheel 19 Nov 28 09:12 /var/run\n",
 			map[string]any{
 				"/usr/local/etc/nginx/nginx.conf": State{Kind: "file", Mode: 0o644, Owner: "root", Group: "wheel", Sum: helloSum},
 				"/var/run/s":                      State{Kind: "other", Mode: 0o755, Owner: "root", Group: "wheel"},
 			}, ""},
-		{"openssl", []string{"/x"}, "#stat\n81a4 0 0 root root /x\n#absent\n#sums\n" + helloSum + " */x\n#links\n",
+		{"openssl", []string{"/x"}, "#stat\n81a4 0 0 root root /x\n#absent\n#sums\n" + helloSum + " */x\n#links\n" + gnuACL,
 			map[string]any{"/x": State{Kind: "file", Mode: 0o644, Owner: "root", Group: "root", Sum: helloSum}}, ""},
-		{"owner without a name", []string{"/x"}, "#stat\n81a4 1234 1234 UNKNOWN UNKNOWN /x\n#absent\n#sums\n" + helloSum + "  /x\n#links\n",
+		{"owner without a name", []string{"/x"}, "#stat\n81a4 1234 1234 UNKNOWN UNKNOWN /x\n#absent\n#sums\n" + helloSum + "  /x\n#links\n" + gnuACL,
 			map[string]any{"/x": State{Kind: "file", Mode: 0o644, UID: 1234, GID: 1234, Owner: "UNKNOWN", Group: "UNKNOWN", Sum: helloSum}}, ""},
-		{"escaped gnu name", []string{`/a\b`}, "#stat\n81a4 0 0 root root /a\\b\n#absent\n#sums\n\\" + helloSum + "  /a\\\\b\n#links\n",
+		{"escaped gnu name", []string{`/a\b`}, "#stat\n81a4 0 0 root root /a\\b\n#absent\n#sums\n\\" + helloSum + "  /a\\\\b\n#links\n" + gnuACL,
 			map[string]any{`/a\b`: State{Kind: "file", Mode: 0o644, Owner: "root", Group: "root", Sum: helloSum}}, ""},
-		{"unreadable", []string{"/secret/x"}, "#stat\n#absent\n#sums\n#links\n", nil, "could not read /secret/x"},
-		{"missing hash", []string{"/x"}, "#stat\n81a4 0 0 root root /x\n#absent\n#sums\n#links\n", nil, "no hash for /x"},
-		{"hash for another path", []string{"/x"}, "#stat\n81a4 0 0 root root /x\n#absent\n#sums\n" + helloSum + "  /y\n#links\n", nil, "not a regular file"},
+		{"unreadable", []string{"/secret/x"}, "#stat\n#absent\n#sums\n#links\n" + gnuACL, nil, "could not read /secret/x"},
+		{"missing hash", []string{"/x"}, "#stat\n81a4 0 0 root root /x\n#absent\n#sums\n#links\n" + gnuACL, nil, "no hash for /x"},
+		{"hash for another path", []string{"/x"}, "#stat\n81a4 0 0 root root /x\n#absent\n#sums\n" + helloSum + "  /y\n#links\n" + gnuACL, nil, "not a regular file"},
 		{"garbage", []string{"/x"}, "sh: stat: not found\n", nil, "unexpected output"},
 		{"truncated", []string{"/x"}, "#stat\n81a4 0 0 root root /x\n#absent\n", nil, "ends before #sums"},
-		{"bad mode", []string{"/x"}, "#stat\nzz 0 0 root root /x\n#absent\n#sums\n#links\n", nil, "unexpected stat line"},
+		{"bad mode", []string{"/x"}, "#stat\nzz 0 0 root root /x\n#absent\n#sums\n#links\n" + gnuACL, nil, "unexpected stat line"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -65,10 +68,45 @@ func TestParseCaptured(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			for k, v := range got {
+				if !v.(State).UmaskApplies {
+					t.Errorf("%s: UmaskApplies = false without an ACL", k)
+				}
+			}
 			if !reflect.DeepEqual(withoutStat(got), c.want) {
 				t.Fatalf("got  %+v\nwant %+v", got, c.want)
 			}
 		})
+	}
+}
+
+// TestParseACL: a directory with an ACL (a default ACL overrides the umask),
+// an ls that may not show ACLs, or one that listed nothing, turn the umask
+// off for all of the host's paths; an SELinux context alone does not.
+func TestParseACL(t *testing.T) {
+	out := func(acl string) string {
+		return "#stat\n81a4 0 0 root root /srv/a/x\n#absent\n/etc/y\n#sums\n" + helloSum + "  /srv/a/x\n#links\n#acl\n" + acl
+	}
+	cases := []struct {
+		name, acl string
+		want      bool
+	}{
+		{"none", "drwxr-xr-x 2 root root 4096 Dec  1 16:07 /etc\ndrwxr-xr-x 2 root root 4096 Dec  1 16:07 /srv/a\n", true},
+		{"selinux context", "drwxr-xr-x. 2 root root 4096 Dec  1 16:07 /etc\n", true},
+		{"freebsd acl", "drwxr-xr-x  2 root wheel 2 Dec  1 16:07 /etc\ndrwxrwxr-x+ 2 root wheel 2 Dec  1 16:07 /srv/a\n", false},
+		{"busybox or failed ls", "drwxr-xr-x 2 root root 4096 Dec  1 16:07 /etc\n?\n", false},
+		{"nothing listed", "", false},
+	}
+	for _, c := range cases {
+		got, err := fact{}.Parse([]byte(out(c.acl)), []string{"/srv/a/x", "/etc/y"})
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		for k, v := range got {
+			if v.(State).UmaskApplies != c.want {
+				t.Errorf("%s: %s: UmaskApplies = %v, want %v", c.name, k, !c.want, c.want)
+			}
+		}
 	}
 }
 
@@ -119,7 +157,7 @@ func withoutStat(m map[string]any) map[string]any {
 	out := make(map[string]any, len(m))
 	for k, v := range m {
 		st := v.(State)
-		st.stat = ""
+		st.stat, st.UmaskApplies = "", false
 		out[k] = st
 	}
 	return out
