@@ -334,6 +334,26 @@ func TestRatiosArePairedByRun(t *testing.T) {
 	}
 }
 
+// TestSharedCostAside: a cost both sides pay is taken out of each run of a
+// pair, and the plain ratio stays as it was.
+func TestSharedCostAside(t *testing.T) {
+	var pr phaseResult
+	pr.finish([]string{orchName, mitogenName}, map[string][]sample{
+		orchName:    {{Run: 0, WallS: 2}, {Run: 1, WallS: 3}},
+		mitogenName: {{Run: 0, WallS: 11}, {Run: 1, WallS: 21}},
+	})
+	pr.setShared("the restart", []float64{1.2, 1, 0.8})
+	if r := pr.ratio("mitogen/orch"); r == nil || r.Median != 6.25 {
+		t.Errorf("mitogen/orch = %+v, want 6.25 (11/2 and 21/3)", r)
+	}
+	if r := pr.ratio("mitogen/orch, the restart aside"); r == nil || r.Pairs != 2 || r.Median != 10 {
+		t.Errorf("aside = %+v, want median 10 ((11-1)/(2-1) and (21-1)/(3-1)) over 2 pairs", r)
+	}
+	if pr.Shared == nil || pr.Shared.Median != 1 {
+		t.Errorf("shared = %+v, want median 1", pr.Shared)
+	}
+}
+
 func TestFloorScriptIsPOSIX(t *testing.T) {
 	dash, err := exec.LookPath("dash")
 	if err != nil {

@@ -71,6 +71,43 @@ type phaseResult struct {
 	LoadAfter   string             `json:"loadavg_after,omitempty"`
 	Contenders  []contenderSummary `json:"contenders"`
 	Ratios      []ratio            `json:"ratios"`
+	// Shared is a fixed cost inside every contender's run, measured apart
+	// in the same run (S5's first run: nginx's restart through its init
+	// script); the ratios named "… aside" take it out of both sides.
+	Shared *sharedCost `json:"shared_cost,omitempty"`
+}
+
+// sharedCost is a cost every contender pays alike, per run.
+type sharedCost struct {
+	What   string    `json:"what"`
+	Median float64   `json:"median_s"`
+	Values []float64 `json:"values_s"`
+}
+
+// setShared records the shared cost and adds, for each ratio, the same
+// ratio with the cost taken out of both runs of each pair.
+func (pr *phaseResult) setShared(what string, values []float64) {
+	pr.Shared = &sharedCost{What: what, Median: median(values), Values: values}
+	c := pr.Shared.Median
+	for _, ra := range slices.Clone(pr.Ratios) {
+		an, bn, _ := strings.Cut(ra.Name, "/")
+		a, b := pr.contender(an), pr.contender(bn)
+		if a == nil || b == nil {
+			continue
+		}
+		r := ratio{Name: ra.Name + ", " + what + " aside"}
+		for _, sa := range a.Samples {
+			for _, sb := range b.Samples {
+				if sa.Run == sb.Run && sb.WallS > c {
+					r.Values = append(r.Values, (sa.WallS-c)/(sb.WallS-c))
+				}
+			}
+		}
+		if r.Pairs = len(r.Values); r.Pairs > 0 {
+			r.Median = median(r.Values)
+			pr.Ratios = append(pr.Ratios, r)
+		}
+	}
 }
 
 // contenderSummary condenses one contender's runs of a phase.
@@ -350,6 +387,12 @@ func (r *results) table() string {
 		}
 	}
 	tw.Flush()
+	for _, pr := range r.Phases {
+		if sc := pr.Shared; sc != nil {
+			fmt.Fprintf(&b, "  %s %s: %s, paid alike by every contender, took %.3f s (median of %d, measured apart in this run)\n",
+				pr.Scenario, pr.Phase, sc.What, sc.Median, len(sc.Values))
+		}
+	}
 	first := true
 	for _, pr := range r.Phases {
 		cs := pr.contender(orchName)

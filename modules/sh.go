@@ -15,7 +15,9 @@ const Prelude = `
 if command -v sha256sum >/dev/null 2>&1; then _orch_sha256() { sha256sum "$@"; }
 elif command -v sha256 >/dev/null 2>&1; then _orch_sha256() { sha256 -r "$@"; }
 else _orch_sha256() { openssl dgst -sha256 -r "$@"; }; fi
-if stat -c %a / >/dev/null 2>&1; then _orch_statall() { stat -c '%f %u %g %U %G %n' "$@"; }
+# Linux (a /proc/self) has a stat with -c, GNU's or BusyBox's: only elsewhere
+# does telling GNU's from BSD's cost a process.
+if [ -d /proc/self ] || stat -c %a / >/dev/null 2>&1; then _orch_statall() { stat -c '%f %u %g %U %G %n' "$@"; }
 else _orch_statall() { stat -f '%Xp %u %g %Su %Sg %N' "$@"; }; fi
 _orch_statsome() { # stats the arguments that exist, in order: none, no process
   _orch_n=$#
