@@ -351,12 +351,32 @@ func (r *run) parent(ctx context.Context, name string) (conn.Conn, error) {
 func (r *run) emit(e Event) {
 	e = r.secrets.event(e)
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if err := r.j.Event(e); err != nil && r.jerr == nil {
-		r.jerr = err
+	var durable func() error
+	var err error
+	if fj, ok := r.j.(*fileJournal); ok && e.Event == "host_done" {
+		durable, err = fj.hostDone(e) // synced below, outside the lock
+	} else {
+		err = r.j.Event(e)
 	}
+	r.journalFailed(err)
 	if r.opts.OnEvent != nil {
 		r.opts.OnEvent(e)
+	}
+	r.mu.Unlock()
+	if durable == nil {
+		return
+	}
+	if err := durable(); err != nil {
+		r.mu.Lock()
+		r.journalFailed(err)
+		r.mu.Unlock()
+	}
+}
+
+// journalFailed keeps the first journal error. Callers hold r.mu.
+func (r *run) journalFailed(err error) {
+	if err != nil && r.jerr == nil {
+		r.jerr = err
 	}
 }
 

@@ -17,7 +17,7 @@ import (
 // exec runs a script on the host as id, within the run's per-exchange
 // timeout, and splits its output into sections.
 func (hr *hostRun) exec(ctx context.Context, sc *script, id identity) (map[sectionID]*section, error) {
-	res, err := hr.r.execAs(ctx, hr.host, id, sc.String())
+	res, err := hr.r.execAs(ctx, hr.host, id, sc.take())
 	if err != nil {
 		return nil, err
 	}

@@ -71,7 +71,7 @@ func (r *run) gatherHostFacts(ctx context.Context, h *inventory.Host) error {
 
 // readFacts runs a script of fact sections (ids 0…) and parses each.
 func (r *run) readFacts(ctx context.Context, h *inventory.Host, sc *script, names []string, keys [][]string) ([]map[string]any, error) {
-	res, err := r.execAs(ctx, h, identity{}, sc.String())
+	res, err := r.execAs(ctx, h, identity{}, sc.take())
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -226,23 +228,68 @@ func eachLine(r io.Reader, fn func([]byte)) error {
 type fileJournal struct {
 	dir                  string
 	events, steps, notes *os.File
+
+	written atomic.Int64 // events written
+	syncMu  sync.Mutex   // held while syncing events
+	synced  int64        // events known durable, under syncMu
 }
 
 // Event appends an event with one write(2), so a killed run loses at most
 // the event in flight; host outcomes, interruptions and the summary are
 // also synced to disk.
 func (j *fileJournal) Event(e Event) error {
-	b, err := json.Marshal(e)
-	if err != nil {
-		return err
-	}
-	if _, err := j.events.Write(append(b, '\n')); err != nil {
+	if _, err := j.write(e); err != nil {
 		return err
 	}
 	switch e.Event {
 	case "host_done", "interrupted", "summary":
 		return j.events.Sync()
 	}
+	return nil
+}
+
+// write appends an event without syncing it and returns how many events
+// the journal holds.
+func (j *fileJournal) write(e Event) (int64, error) {
+	// MarshalJSON itself, not through json.Marshal, which would encode the
+	// event by reflection only to find its MarshalJSON and then compact the
+	// output a second time: the same bytes at about half the cost.
+	b, err := e.MarshalJSON()
+	if err != nil {
+		return 0, err
+	}
+	if _, err := j.events.Write(append(b, '\n')); err != nil {
+		return 0, err
+	}
+	return j.written.Add(1), nil
+}
+
+// hostDone appends a host_done event like Event, but returns the sync that
+// makes it durable, for the engine to run once it has released the run's
+// lock: hosts that finish at once then share fsyncs, where each used to
+// hold the lock for one of its own while the others queued behind it
+// (1000 hosts: 5 s of a 14 s run), every one holding all its state.
+func (j *fileJournal) hostDone(e Event) (durable func() error, err error) {
+	n, err := j.write(e)
+	if err != nil {
+		return nil, err
+	}
+	return func() error { return j.syncTo(n) }, nil
+}
+
+// syncTo makes the first n events durable, unless a sync that started
+// after they were written already did. It may run alongside write.
+func (j *fileJournal) syncTo(n int64) error {
+	j.syncMu.Lock()
+	defer j.syncMu.Unlock()
+	if j.synced >= n {
+		return nil
+	}
+	upTo := j.written.Load()
+	if err := j.events.Sync(); err != nil {
+		return err
+	}
+	j.synced = upTo
 	return nil
 }
 

@@ -71,7 +71,7 @@ func (p *pool) get(ctx context.Context, h *inventory.Host) (conn.Conn, error) {
 	}
 	var c conn.Conn
 	if err == nil {
-		c, err = p.dial(ctx, h)
+		c, err = p.dialAside(ctx, h)
 	}
 	if err != nil {
 		var ue *UnreachableError
@@ -86,6 +86,20 @@ func (p *pool) get(ctx context.Context, h *inventory.Host) (conn.Conn, error) {
 	}
 	e.c, e.lost = c, false
 	return c, nil
+}
+
+// dialAside dials on a goroutine of its own and waits for it. An SSH
+// handshake grows a goroutine's stack to 16 KiB, and the host's goroutine
+// would keep that stack for the rest of the run (a thousand hosts: 16 MB);
+// the dialling goroutine gives it back when it ends.
+func (p *pool) dialAside(ctx context.Context, h *inventory.Host) (c conn.Conn, err error) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c, err = p.dial(ctx, h)
+	}()
+	<-done
+	return c, err
 }
 
 // retire closes an entry's connection, keeping its exchanges counted and

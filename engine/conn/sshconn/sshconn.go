@@ -13,6 +13,7 @@
 package sshconn
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -115,6 +116,12 @@ type Config struct {
 	Warn func(msg string)
 }
 
+// goneChannelType is a channel type no server opens (see Conn.gone).
+const goneChannelType = "orch-transport-end"
+
+// scriptChunk bounds the packets Exec sends a script in (see feedStdin).
+const scriptChunk = 2 << 10
+
 // Conn is an open SSH connection to one host. It implements conn.Conn and is
 // safe for concurrent use.
 type Conn struct {
@@ -130,8 +137,8 @@ type Conn struct {
 	sftpMu sync.Mutex
 	sftp   *sftpSession
 
-	done      chan struct{} // closed by Close
-	gone      chan struct{} // closed when the transport ends, for any reason
+	done      chan struct{}         // closed by Close
+	gone      <-chan ssh.NewChannel // closed when the transport ends, for any reason
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -167,14 +174,13 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 		releaseJumps: releaseJumps,
 		sessions:     make(chan struct{}, d.cfg.MaxSessions),
 		done:         make(chan struct{}),
-		gone:         make(chan struct{}),
+		// x/crypto closes a channel-open handler's channel when the transport
+		// ends, so one for a type no server opens tells that without a
+		// goroutine per connection blocked in client.Wait.
+		gone: client.HandleChannelOpen(goneChannelType),
 	}
-	go func() {
-		c.client.Wait()
-		close(c.gone)
-	}()
 	if d.cfg.KeepAlive > 0 {
-		go c.keepAlive(d.cfg.KeepAlive)
+		c.keepAlive(d.cfg.KeepAlive)
 	}
 	return c, nil
 }
@@ -229,17 +235,18 @@ func (c *Conn) exec(ctx context.Context, script string, stdin io.Reader) (conn.R
 		return conn.Result{}, err
 	}
 	hold := stdin == nil // the script travels on stdin, which stays open until it exits
-	command, input := "/bin/sh", io.Reader(nil)
-	if hold {
-		input = strings.NewReader(conn.GroupScript(script))
-	} else if cmd, ok := escapedCommand(script); ok {
-		command, input = cmd, stdin
-	} else {
-		tmp := fmt.Sprintf("/tmp/.orch-script-%016x.sh", rand.Uint64())
-		if err := c.WriteFile(ctx, tmp, []byte(selfDeleting+script), 0o600); err != nil {
-			return conn.Result{}, err
+	// A script's input is made once the session has started.
+	command, input := "/bin/sh", stdin
+	if !hold {
+		if cmd, ok := escapedCommand(script); ok {
+			command = cmd
+		} else {
+			tmp := fmt.Sprintf("/tmp/.orch-script-%016x.sh", rand.Uint64())
+			if err := c.WriteFile(ctx, tmp, []byte(selfDeleting+script), 0o600); err != nil {
+				return conn.Result{}, err
+			}
+			command = "/bin/sh " + tmp
 		}
-		command, input = "/bin/sh "+tmp, stdin
 	}
 
 	if err := c.acquire(ctx); err != nil {
@@ -253,7 +260,11 @@ func (c *Conn) exec(ctx context.Context, script string, stdin io.Reader) (conn.R
 	defer sess.Close()
 	c.exchanges.Add(1)
 
-	var stdout, stderr strings.Builder
+	// bytes.Buffer is an io.ReaderFrom, so the session's copying goroutines
+	// read into it instead of each allocating io.Copy's 32 KiB buffer: with
+	// a thousand hosts in flight those buffers were a large part of the
+	// controller's heap.
+	var stdout, stderr bytes.Buffer
 	sess.Stdout, sess.Stderr = &stdout, &stderr
 	feed, err := sess.StdinPipe()
 	if err != nil {
@@ -267,13 +278,12 @@ func (c *Conn) exec(ctx context.Context, script string, stdin io.Reader) (conn.R
 	// is closed when done is.
 	done := make(chan struct{})
 	defer close(done)
-	go func() {
-		io.Copy(feed, input)
-		if hold {
-			<-done
-		}
-		feed.Close()
-	}()
+	if hold {
+		// Wrapped only now, so that a copy of the script is not held too
+		// while the session opens, which on a loaded host takes a while.
+		input = strings.NewReader(conn.GroupScript(script))
+	}
+	go feedStdin(feed, input, hold, done)
 	waited := make(chan error, 1)
 	go func() { waited <- sess.Wait() }()
 	select {
@@ -288,7 +298,7 @@ func (c *Conn) exec(ctx context.Context, script string, stdin io.Reader) (conn.R
 		return conn.Result{ExitCode: -1}, ctx.Err()
 	}
 
-	res := conn.Result{Stdout: []byte(stdout.String()), Stderr: []byte(stderr.String())}
+	res := conn.Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()} // Wait returned: the copying is done
 	var exitErr *ssh.ExitError
 	var missing *ssh.ExitMissingError
 	switch {
@@ -305,6 +315,23 @@ func (c *Conn) exec(ctx context.Context, script string, stdin io.Reader) (conn.R
 		return res, c.lost(err)
 	}
 	return res, nil
+}
+
+// feedStdin writes a session's input and closes its stdin: at once for a
+// caller's stdin, when done is closed for a held one (a script).
+//
+// A script goes in packets of at most scriptChunk bytes: x/crypto's ciphers
+// keep a buffer as large as the largest packet they sealed for the
+// connection's whole life, and a check script sent in one packet (8 KiB
+// for 21 file tasks) left that much on every idle connection of a run.
+func feedStdin(w io.WriteCloser, input io.Reader, hold bool, done <-chan struct{}) {
+	if hold {
+		io.CopyBuffer(w, struct{ io.Reader }{input}, make([]byte, scriptChunk))
+		<-done // input is dead here: the GC may free the script's text
+	} else {
+		io.Copy(w, input)
+	}
+	w.Close()
 }
 
 // lost returns err as a *conn.UnreachableError when the connection itself
@@ -368,33 +395,23 @@ func (c *Conn) newSession(ctx context.Context) (*ssh.Session, error) {
 	}
 }
 
-// keepAlive pings the server and closes the connection when a ping goes
-// unanswered for a whole interval, so calls on a dead host fail rather
-// than hang until TCP gives up.
+// keepAlive pings the server every interval and closes the connection when
+// a ping goes unanswered for a whole interval, so calls on a dead host fail
+// rather than hang until TCP gives up. It runs from timers, not from a
+// goroutine of its own: an idle connection then holds no goroutine stack,
+// which for a thousand hosts connected at once adds up.
 func (c *Conn) keepAlive(interval time.Duration) {
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
+	time.AfterFunc(interval, func() {
 		select {
 		case <-c.done:
 			return
-		case <-tick.C:
+		default:
 		}
-		replied := make(chan error, 1)
-		go func() {
-			_, _, err := c.client.SendRequest("keepalive@openssh.com", true, nil)
-			replied <- err
-		}()
-		select {
-		case err := <-replied:
-			if err != nil {
-				return
-			}
-		case <-time.After(interval):
-			c.client.Close()
-			return
-		case <-c.done:
-			return
+		hung := time.AfterFunc(interval, func() { c.client.Close() })
+		_, _, err := c.client.SendRequest("keepalive@openssh.com", true, nil)
+		if !hung.Stop() || err != nil {
+			return // closed by hung, by Close, or the transport ended
 		}
-	}
+		c.keepAlive(interval)
+	})
 }
