@@ -89,13 +89,12 @@ type sharedCost struct {
 func (pr *phaseResult) setShared(what string, values []float64) {
 	pr.Shared = &sharedCost{What: what, Median: median(values), Values: values}
 	c := pr.Shared.Median
-	for _, ra := range slices.Clone(pr.Ratios) {
-		an, bn, _ := strings.Cut(ra.Name, "/")
-		a, b := pr.contender(an), pr.contender(bn)
+	for _, p := range ratioPairs {
+		a, b := pr.contender(p[0]), pr.contender(p[1])
 		if a == nil || b == nil {
 			continue
 		}
-		r := ratio{Name: ra.Name + ", " + what + " aside"}
+		r := ratio{Name: p[0] + "/" + p[1] + ", " + what + " aside"}
 		for _, sa := range a.Samples {
 			for _, sb := range b.Samples {
 				if sa.Run == sb.Run && sb.WallS > c {

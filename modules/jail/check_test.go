@@ -1,9 +1,6 @@
 package jail
 
 import (
-	"encoding/json"
-	"os"
-	"slices"
 	"strings"
 	"testing"
 
@@ -16,15 +13,12 @@ import (
 // jail fact (by fixture name) and the config file's state in; the
 // decision and the apply snippet's lines out.
 type checkFixture struct {
-	About    string         `json:"about"`
-	Args     fixtureArgs    `json:"args"`
-	Facts    string         `json:"facts"` // the jail fact fixture under testdata/facts/jail
-	Conf     string         `json:"conf"`  // the config file: absent | same (as rendered) | differs
-	Changed  bool           `json:"changed"`
-	Reason   string         `json:"reason"`
-	Commands []string       `json:"commands,omitempty"`
-	Err      string         `json:"err,omitempty"`
-	Extra    map[string]any `json:"-"`
+	About string      `json:"about"`
+	Args  fixtureArgs `json:"args"`
+	Facts string      `json:"facts"` // the jail fact fixture under testdata/facts/jail
+	Conf  string      `json:"conf"`  // the config file: absent | same (as rendered) | differs
+	facttest.Decision
+	Extra map[string]any `json:"-"`
 }
 
 type fixtureArgs struct {
@@ -97,21 +91,9 @@ func TestCheckFixtures(t *testing.T) {
 		var resp modules.CheckResponse
 		j.Check(req, &resp)
 		got := fx
-		got.Changed, got.Reason, got.Commands, got.Err = resp.Changed, resp.Reason, splitLines(resp.Apply), ""
-		if resp.Err != nil {
-			got.Err = resp.Err.Error()
-		}
-		if os.Getenv(facttest.Reparse) != "" { // a tool: review the diff
-			b, _ := json.MarshalIndent(got, "", "  ")
-			os.WriteFile(file, append(b, '\n'), 0o644)
+		got.Decision = facttest.Decided(&resp, splitLines)
+		if !facttest.Compare(t, file, got, got.Decision.Same(fx.Decision), &resp) {
 			return
-		}
-		if got.Changed != fx.Changed || got.Reason != fx.Reason || got.Err != fx.Err || !slices.Equal(got.Commands, fx.Commands) {
-			g, _ := json.MarshalIndent(got, "", "  ")
-			t.Errorf("decided\n%s", g)
-		}
-		if resp.Err == nil && resp.Changed != (resp.Apply != "") {
-			t.Errorf("changed=%v with apply %q", resp.Changed, resp.Apply)
 		}
 		if resp.Err == nil && !resp.Changed && resp.Reason == "" {
 			t.Error("no change and no reason")

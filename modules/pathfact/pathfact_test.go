@@ -132,6 +132,11 @@ func TestScriptOnThisMachine(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
+	for k, v := range got { // no ACL under the test's temporary directory
+		if !v.(State).UmaskApplies {
+			t.Fatalf("%s: UmaskApplies = false without an ACL:\n%s", k, out)
+		}
+	}
 	me := got[keys[0]].(State)
 	if me.UID != os.Getuid() || me.GID != os.Getgid() {
 		t.Errorf("owner %d:%d, want %d:%d", me.UID, me.GID, os.Getuid(), os.Getgid())

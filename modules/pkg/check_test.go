@@ -1,9 +1,6 @@
 package pkg
 
 import (
-	"encoding/json"
-	"os"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,14 +12,11 @@ import (
 // checkFixture is one decision, pyinfra style: the arguments and the
 // recorded facts (fact fixtures by name) in, the commands out.
 type checkFixture struct {
-	About      string            `json:"about"`
-	Args       fixtureArgs       `json:"args"`
-	PkgManager string            `json:"pkg_manager"`
-	Facts      map[string]string `json:"facts"` // fact name -> fixture name under testdata/facts/FACT
-	Changed    bool              `json:"changed"`
-	Reason     string            `json:"reason"`
-	Commands   []string          `json:"commands,omitempty"` // the apply snippet's lines, without the helper function
-	Err        string            `json:"err,omitempty"`
+	About             string            `json:"about"`
+	Args              fixtureArgs       `json:"args"`
+	PkgManager        string            `json:"pkg_manager"`
+	Facts             map[string]string `json:"facts"` // fact name -> fixture name under testdata/facts/FACT
+	facttest.Decision                   // the commands without the helper function
 }
 
 type fixtureArgs struct {
@@ -92,21 +86,9 @@ func TestCheckFixtures(t *testing.T) {
 		var resp modules.CheckResponse
 		p.Check(req, &resp)
 		got := fx
-		got.Changed, got.Reason, got.Commands, got.Err = resp.Changed, resp.Reason, commandLines(resp.Apply), ""
-		if resp.Err != nil {
-			got.Err = resp.Err.Error()
-		}
-		if os.Getenv("ORCH_FIXTURE_REPARSE") != "" { // a tool: review the diff
-			b, _ := json.MarshalIndent(got, "", "  ")
-			os.WriteFile(file, append(b, '\n'), 0o644)
+		got.Decision = facttest.Decided(&resp, commandLines)
+		if !facttest.Compare(t, file, got, got.Decision.Same(fx.Decision), &resp) {
 			return
-		}
-		if got.Changed != fx.Changed || got.Reason != fx.Reason || got.Err != fx.Err || !slices.Equal(got.Commands, fx.Commands) {
-			g, _ := json.MarshalIndent(got, "", "  ")
-			t.Errorf("decided\n%s", g)
-		}
-		if resp.Err == nil && resp.Changed != (resp.Apply != "") {
-			t.Errorf("changed=%v with apply %q", resp.Changed, resp.Apply)
 		}
 		seen.Saw(fx.PkgManager, resp.Changed)
 	})

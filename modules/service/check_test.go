@@ -1,8 +1,6 @@
 package service
 
 import (
-	"encoding/json"
-	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -19,12 +17,9 @@ type checkFixture struct {
 	Args       fixtureArgs `json:"args"`
 	InitSystem string      `json:"init_system"`
 	Facts      string      `json:"facts"` // the service fact fixture under testdata/facts/service
-	Changed    bool        `json:"changed"`
-	Reason     string      `json:"reason"`
-	Commands   []string    `json:"commands,omitempty"` // the apply snippet's lines
-	OnWatch    *handler    `json:"on_watch,omitempty"`
-	Watches    []string    `json:"watches,omitempty"`
-	Err        string      `json:"err,omitempty"`
+	facttest.Decision
+	OnWatch *handler `json:"on_watch,omitempty"`
+	Watches []string `json:"watches,omitempty"`
 }
 
 type fixtureArgs struct {
@@ -73,26 +68,14 @@ func TestCheckFixtures(t *testing.T) {
 		var resp modules.CheckResponse
 		s.Check(req, &resp)
 		got := fx
-		got.Changed, got.Reason, got.Commands, got.Err, got.OnWatch = resp.Changed, resp.Reason, splitLines(resp.Apply), "", nil
-		if resp.Err != nil {
-			got.Err = resp.Err.Error()
-		}
+		got.Decision, got.OnWatch = facttest.Decided(&resp, splitLines), nil
 		if h := resp.OnWatch; h != nil {
 			got.OnWatch = &handler{ID: h.ID, Level: h.Level, Action: h.Action, Script: splitLines(h.Script)}
 		}
 		got.Watches = s.Watches()
-		if os.Getenv("ORCH_FIXTURE_REPARSE") != "" { // a tool: review the diff
-			b, _ := json.MarshalIndent(got, "", "  ")
-			os.WriteFile(file, append(b, '\n'), 0o644)
+		same := got.Decision.Same(fx.Decision) && reflect.DeepEqual(got.OnWatch, fx.OnWatch) && slices.Equal(got.Watches, fx.Watches)
+		if !facttest.Compare(t, file, got, same, &resp) {
 			return
-		}
-		if got.Changed != fx.Changed || got.Reason != fx.Reason || got.Err != fx.Err || !slices.Equal(got.Commands, fx.Commands) ||
-			!reflect.DeepEqual(got.OnWatch, fx.OnWatch) || !slices.Equal(got.Watches, fx.Watches) {
-			g, _ := json.MarshalIndent(got, "", "  ")
-			t.Errorf("decided\n%s", g)
-		}
-		if resp.Err == nil && resp.Changed != (resp.Apply != "") {
-			t.Errorf("changed=%v with apply %q", resp.Changed, resp.Apply)
 		}
 		seen.Saw(fx.InitSystem, resp.Changed)
 	})

@@ -4,8 +4,11 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/orch-dev/orch/modules"
 )
 
 // EachCheck decodes every decision fixture, testdata/check/*.json beside
@@ -54,4 +57,50 @@ func (p Paths) Require(t *testing.T, what string, groups ...string) {
 			t.Errorf("%s %s: fixtures for the change path %v, the no-change path %v; want both", what, g, p[g][true], p[g][false])
 		}
 	}
+}
+
+// Decision is what a module's Check decided, as its decision fixtures
+// record it; each module's fixture type embeds it beside its inputs.
+type Decision struct {
+	Changed  bool     `json:"changed"`
+	Reason   string   `json:"reason"`
+	Commands []string `json:"commands,omitempty"` // the apply snippet's lines
+	Err      string   `json:"err,omitempty"`
+}
+
+// Decided reads resp as a Decision, with the apply snippet split into
+// lines by lines.
+func Decided(resp *modules.CheckResponse, lines func(string) []string) Decision {
+	d := Decision{Changed: resp.Changed, Reason: resp.Reason, Commands: lines(resp.Apply)}
+	if resp.Err != nil {
+		d.Err = resp.Err.Error()
+	}
+	return d
+}
+
+// Same reports whether two decisions agree.
+func (d Decision) Same(o Decision) bool {
+	return d.Changed == o.Changed && d.Reason == o.Reason && d.Err == o.Err && slices.Equal(d.Commands, o.Commands)
+}
+
+// Compare checks a decision fixture against what its check decides today:
+// got is the fixture as it would be recorded now, same whether it agrees
+// with the file. It also requires that a check without error changes
+// exactly when it has an apply snippet. Under Reparse it rewrites the file
+// with got instead, for review, and reports false.
+func Compare(t *testing.T, file string, got any, same bool, resp *modules.CheckResponse) bool {
+	t.Helper()
+	if os.Getenv(Reparse) != "" {
+		b, _ := json.MarshalIndent(got, "", "  ")
+		os.WriteFile(file, append(b, '\n'), 0o644)
+		return false
+	}
+	if !same {
+		g, _ := json.MarshalIndent(got, "", "  ")
+		t.Errorf("decided\n%s", g)
+	}
+	if resp.Err == nil && resp.Changed != (resp.Apply != "") {
+		t.Errorf("changed=%v with apply %q", resp.Changed, resp.Apply)
+	}
+	return true
 }
