@@ -90,7 +90,7 @@ func (d Decision) Same(o Decision) bool {
 // with got instead, for review, and reports false.
 func Compare(t *testing.T, file string, got any, same bool, resp *modules.CheckResponse) bool {
 	t.Helper()
-	if os.Getenv(Reparse) != "" {
+	if reparsing() {
 		b, _ := json.MarshalIndent(got, "", "  ")
 		os.WriteFile(file, append(b, '\n'), 0o644)
 		return false

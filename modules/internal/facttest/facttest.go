@@ -30,6 +30,8 @@ type Fixture struct {
 // command of a transcribed fixture written without one), for review.
 const Reparse = "ORCH_FIXTURE_REPARSE"
 
+func reparsing() bool { return os.Getenv(Reparse) != "" }
+
 func path(fact, name string) string { return filepath.Join("testdata", "facts", fact, name+".json") }
 
 // Load reads testdata/facts/FACT/NAME.json and parses its output.
@@ -71,7 +73,7 @@ func Check(t *testing.T, facts []string, hosts []string) {
 				t.Error("fixture does not say where its output comes from")
 			}
 			f, _ := modules.LookupFact(fact)
-			tool := os.Getenv(Reparse) != ""
+			tool := reparsing()
 			if fx.Command == "" && tool {
 				fx.Command = f.Script(fx.Keys) // a transcribed output, written for today's script
 			}
@@ -100,7 +102,7 @@ func Check(t *testing.T, facts []string, hosts []string) {
 			cases[fact][strings.SplitN(name, "-", 2)[0]] = true
 		})
 	}
-	if os.Getenv(Reparse) != "" {
+	if reparsing() {
 		return
 	}
 	for _, fact := range facts {
